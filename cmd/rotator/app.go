@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/qdrantrotator/rotator/config"
+	"github.com/qdrantrotator/rotator/qdrantctl"
+	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/vaultsync"
+)
+
+// crashHookEnv names a test-only hook: when set to a checkpoint name (e.g. "published", "stage:qdrant-0:begin"),
+// the process kills itself with SIGKILL right after the journal records that point, to prove crash safety.
+const crashHookEnv = "ROTATOR_TEST_CRASH_AT"
+
+// app is one run of a command against a config file.
+type app struct {
+	cfg    *config.Config
+	logger *slog.Logger
+	env    func(string) string
+	store  *vaultsync.Store
+	engine *qdrantctl.Engine
+}
+
+func newApp(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger) (*app, error) {
+	cfg, err := config.Load(configPath)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	opts := vaultsync.Options{Address: cfg.Vault.Address, Mount: cfg.Vault.Mount, Prefix: cfg.Vault.Prefix, Retention: cfg.Vault.Retention.Std()}
+	if cfg.Vault.TokenFile != "" {
+		tok, err := os.ReadFile(cfg.Vault.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault.token_file: %w", err)
+		}
+		opts.Token = strings.TrimSpace(string(tok))
+	}
+	if a := cfg.Vault.AppRole; a != nil {
+		roleID := a.RoleID
+		if a.RoleIDFile != "" {
+			b, err := os.ReadFile(a.RoleIDFile)
+			if err != nil {
+				return nil, fmt.Errorf("vault.approle.role_id_file: %w", err)
+			}
+			roleID = strings.TrimSpace(string(b))
+		}
+		opts.AppRole = &vaultsync.AppRole{Mount: a.Mount, RoleID: roleID, SecretIDFile: a.SecretIDFile}
+	}
+	store, err := vaultsync.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Login(ctx); err != nil {
+		return nil, err
+	}
+	eng, err := qdrantctl.NewEngine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &app{cfg: cfg, logger: logger, env: env, store: store, engine: eng}, nil
+}
+
+func (a *app) close() { a.engine.Close() }
+
+// deployments returns the named deployment, or all of them for "".
+func (a *app) deployments(name string) ([]config.Deployment, error) {
+	if name == "" {
+		return a.cfg.Deployments, nil
+	}
+	d, err := a.cfg.Find(name)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return []config.Deployment{*d}, nil
+}
+
+// fingerprinter returns the fingerprinter keyed by the secret kept in Vault; create=false (dry runs, status,
+// verify) never writes, falling back to a one-off secret when none exists yet.
+func (a *app) fingerprinter(ctx context.Context, create bool) (rotation.Fingerprinter, error) {
+	secret, err := a.store.FingerprintSecret(ctx, create)
+	if errors.Is(err, rotation.ErrNotFound) {
+		secret = make([]byte, 32)
+		_, _ = rand.Read(secret)
+		err = nil
+	}
+	if err != nil {
+		return rotation.Fingerprinter{}, err
+	}
+	return rotation.NewFingerprinter(secret)
+}
+
+// rotator builds the domain rotator of one deployment.
+func (a *app) rotator(ctx context.Context, d config.Deployment, fp rotation.Fingerprinter, observe func(rotation.Event)) (*rotation.Rotator, error) {
+	names := d.Containers
+	if d.Label != "" {
+		var err error
+		names, err = a.engine.ContainersByLabel(ctx, d.Label)
+		if err != nil {
+			return nil, err
+		}
+		if len(names) == 0 {
+			return nil, fmt.Errorf("deployment %s: no container has label %s", d.Name, d.Label)
+		}
+	}
+	var tlsCfg *tls.Config
+	if d.TLS != nil {
+		c, err := qdrantctl.TLSConfig(d.TLS.CAFile, d.TLS.CertFile, d.TLS.KeyFile, d.TLS.ServerName)
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+		}
+		tlsCfg = c
+	}
+	nodes := make([]rotation.Node, 0, len(names))
+	for _, name := range names {
+		n, err := qdrantctl.NewNode(a.engine, qdrantctl.NodeOptions{
+			Container: name, Mode: qdrantctl.Mode(d.Mode), ConfigPath: d.ConfigPath, URL: d.URLs[name],
+			HTTPS: d.TLS != nil, TLS: tlsCfg, StopTimeout: d.StopTimeout.Std(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	host, _ := os.Hostname()
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	return rotation.New(a.store, nodes, rotation.Options{
+		Deployment: d.Name, Grace: d.Grace.Std(), ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
+		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: fp, Logger: a.logger, Observe: observe,
+		Checkpoint: a.crashHook(),
+	})
+}
+
+func (a *app) crashHook() func(string) {
+	at := a.env(crashHookEnv)
+	if at == "" {
+		return nil
+	}
+	return func(point string) {
+		if point == at {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			select {} // never go on past the point
+		}
+	}
+}
+
+// usageError marks errors of the command line or the config file (exit code 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }

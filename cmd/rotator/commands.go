@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+// common are the flags every command against a config takes.
+type common struct {
+	config     string
+	deployment string
+	output     string
+}
+
+func parseFlags(name string, args []string, stderr io.Writer, extra func(*flag.FlagSet)) (common, error) {
+	var c common
+	fs := flag.NewFlagSet("rotator "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.config, "config", "", "config file (required)")
+	fs.StringVar(&c.deployment, "deployment", "", "only this deployment (default: every deployment in the config)")
+	fs.StringVar(&c.output, "output", "text", "output format: text or json")
+	if extra != nil {
+		extra(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, usageError{err}
+	}
+	switch {
+	case fs.NArg() > 0:
+		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	case c.config == "":
+		return c, usageError{errors.New("--config is required")}
+	case c.output != "text" && c.output != "json":
+		return c, usageError{fmt.Errorf("--output %q: want text or json", c.output)}
+	}
+	return c, nil
+}
+
+func cmdRotate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	var req rotation.Request
+	var dryRun bool
+	c, err := parseFlags("rotate", args, stderr, func(fs *flag.FlagSet) {
+		fs.BoolVar(&req.Emergency, "emergency", false, "leaked key: no overlap, the old key is refused as fast as the nodes restart")
+		fs.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
+		fs.BoolVar(&req.Adopt, "adopt", false, "when Vault has no key yet, import the one the nodes use")
+	})
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, c.config, env, logger)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	deps, err := a.deployments(c.deployment)
+	if err != nil {
+		return err
+	}
+	fp, err := a.fingerprinter(ctx, !dryRun)
+	if err != nil {
+		return err
+	}
+	type result struct {
+		Plan   *rotation.Plan   `json:"plan,omitempty"`
+		Report *rotation.Report `json:"report,omitempty"`
+		Events []rotation.Event `json:"events,omitempty"`
+		Error  string           `json:"error,omitempty"`
+	}
+	var results []result
+	var errs []error
+	for _, d := range deps {
+		var res result
+		observe := func(e rotation.Event) {
+			res.Events = append(res.Events, e)
+			if c.output == "text" {
+				fmt.Fprintf(stdout, "%s  %-11s %-12s %-9s %-14s %s\n", e.Time.UTC().Format("15:04:05.000"), e.Deployment, e.Phase, e.Step, e.Node, withFP(e.Message, e.Fingerprint))
+			}
+		}
+		r, err := a.rotator(ctx, d, fp, observe)
+		if err == nil && dryRun {
+			var p rotation.Plan
+			p, err = r.Plan(ctx, req)
+			res.Plan = &p
+			if err == nil && c.output == "text" {
+				printPlan(stdout, p)
+			}
+		} else if err == nil {
+			var rep rotation.Report
+			rep, err = r.Rotate(ctx, req)
+			res.Report = &rep
+			if c.output == "text" && rep.RotationID != "" {
+				printReport(stdout, rep)
+			}
+		}
+		if err != nil {
+			res.Error = err.Error()
+			errs = append(errs, fmt.Errorf("deployment %s: %w", d.Name, err))
+		}
+		results = append(results, res)
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"results": results}); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func withFP(msg, fp string) string {
+	if fp == "" {
+		return msg
+	}
+	return msg + " [" + fp + "]"
+}
+
+func printPlan(w io.Writer, p rotation.Plan) {
+	fmt.Fprintf(w, "plan for deployment %s (%s rotation; current key %s; grace %s)\n", p.Deployment, p.Kind, p.Current, p.Grace)
+	for i, s := range p.Steps {
+		fmt.Fprintf(w, "  %2d. %-9s %-14s %s\n", i+1, s.Phase, s.Node, s.Method)
+		fmt.Fprintf(w, "      api_key %s -> %s, alt_api_key %s -> %s, read_only_api_key %s (unchanged); then %s\n",
+			orUnset(s.Before.APIKey), orUnset(s.After.APIKey), orUnset(s.Before.AltAPIKey), orUnset(s.After.AltAPIKey), orUnset(s.Before.ReadOnlyKey), s.Checks)
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(w, "  - %s\n", n)
+	}
+	fmt.Fprintln(w, "dry run: nothing was changed")
+}
+
+func orUnset(fp string) string {
+	if fp == "" {
+		return "(unset)"
+	}
+	return fp
+}
+
+func printReport(w io.Writer, r rotation.Report) {
+	fmt.Fprintf(w, "deployment %s: rotation %s %s (%s%s), %s -> %s, %d restarts of %d nodes in %s\n",
+		r.Deployment, r.RotationID, r.Outcome, r.Kind, map[bool]string{true: ", resumed", false: ""}[r.Resumed],
+		r.OldFingerprint, r.NewFingerprint, r.Restarts, len(r.Nodes), r.Finished.Sub(r.Started).Round(time.Millisecond))
+	if r.Error != "" {
+		fmt.Fprintf(w, "  error: %s\n", r.Error)
+	}
+}
+
+func cmdStatus(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	return eachDeployment(ctx, "status", args, env, stdout, stderr, logger, func(ctx context.Context, r *rotation.Rotator) (any, string, error) {
+		s, err := r.Status(ctx)
+		text := fmt.Sprintf("deployment %s: key %s (version %d, rotation %s), age %s; journal: %s %s",
+			s.Deployment, orUnset(s.Fingerprint), s.Version, s.RotationID, time.Duration(s.AgeSeconds)*time.Second, orNone(string(s.LastPhase)), s.LastID)
+		if s.LastError != "" {
+			text += "; last error: " + s.LastError
+		}
+		if s.LockedBy != "" {
+			text += fmt.Sprintf("; locked by %s until %s", s.LockedBy, s.LockedUntil.UTC().Format(time.RFC3339))
+		}
+		return s, text, err
+	})
+}
+
+func cmdVerify(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, logger *slog.Logger) error {
+	return eachDeployment(ctx, "verify", args, env, stdout, stderr, logger, func(ctx context.Context, r *rotation.Rotator) (any, string, error) {
+		v, err := r.Verify(ctx)
+		var b strings.Builder
+		fmt.Fprintf(&b, "deployment %s: Vault's current key %s (version %d)", v.Deployment, orUnset(v.Fingerprint), v.Version)
+		for _, n := range v.Nodes {
+			if n.Accepted {
+				fmt.Fprintf(&b, "\n  %-14s accepts it", n.Node)
+			} else {
+				fmt.Fprintf(&b, "\n  %-14s does NOT accept it: %s", n.Node, n.Error)
+			}
+		}
+		return v, b.String(), err
+	})
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// eachDeployment runs a read-only command on the selected deployments and prints each result.
+func eachDeployment(ctx context.Context, name string, args []string, env func(string) string, stdout, stderr io.Writer, logger *slog.Logger,
+	do func(context.Context, *rotation.Rotator) (any, string, error)) error {
+	c, err := parseFlags(name, args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	a, err := newApp(ctx, c.config, env, logger)
+	if err != nil {
+		return err
+	}
+	defer a.close()
+	deps, err := a.deployments(c.deployment)
+	if err != nil {
+		return err
+	}
+	fp, err := a.fingerprinter(ctx, false)
+	if err != nil {
+		return err
+	}
+	var out []any
+	var errs []error
+	for _, d := range deps {
+		r, err := a.rotator(ctx, d, fp, nil)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		v, text, err := do(ctx, r)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("deployment %s: %w", d.Name, err))
+		}
+		out = append(out, v)
+		if c.output == "text" {
+			fmt.Fprintln(stdout, text)
+		}
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(map[string]any{"results": out}); err != nil {
+			return err
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,366 @@
+package main
+
+// End-to-end tests: the rotator's run() against the real Vault dev server, the real Docker Engine and Qdrant stand-in
+// containers. Nothing here is faked.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/testbed/harness"
+	"github.com/qdrantrotator/rotator/testbed/prober"
+	"github.com/qdrantrotator/rotator/testbed/vaultdev"
+	"github.com/qdrantrotator/rotator/vaultsync"
+)
+
+const deployment = "e2e"
+
+type fixture struct {
+	t      *testing.T
+	mode   string
+	vault  *vaultdev.Server
+	h      *harness.Harness
+	store  *vaultsync.Store
+	k1     rotation.Key
+	names  []string
+	config string
+	scheme string
+
+	mu      sync.Mutex
+	outputs bytes.Buffer // everything the rotator printed, for leak checks
+}
+
+type fixtureOpts struct {
+	nodes int
+	mode  string
+	// env adds environment variables per node index (fault knobs).
+	env map[int][]string
+	// noPublish leaves Vault without a key (for adopt).
+	noPublish bool
+	// extra is appended to the deployment's config.
+	extra string
+	// files and scheme set up TLS nodes.
+	files  map[string]string
+	scheme string
+}
+
+func newFixture(t *testing.T, o fixtureOpts) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	f := &fixture{t: t, mode: o.mode, vault: vaultdev.StartT(t), h: harness.NewT(t), scheme: "http"}
+	if o.scheme != "" {
+		f.scheme = o.scheme
+	}
+	image := f.h.StandinImageT(t)
+	var err error
+	if f.k1, err = rotation.NewKey(); err != nil {
+		t.Fatal(err)
+	}
+	tag := randomHex(3)
+	var urls []string
+	for i := 0; i < o.nodes; i++ {
+		name := fmt.Sprintf("qdrant-%s-%d", tag, i)
+		// Storage on a bind mount, as any real deployment has it: a recreated container keeps its points.
+		spec := harness.NodeSpec{Name: name, Image: image, Env: o.env[i], Files: o.files, Scheme: f.scheme,
+			Binds: []string{t.TempDir() + ":/qdrant/storage"}}
+		switch o.mode {
+		case "env":
+			spec.Env = append(spec.Env, "QDRANT__SERVICE__API_KEY="+f.k1.Reveal())
+		case "file":
+			dir := t.TempDir()
+			path := filepath.Join(dir, "local.yaml")
+			content := fmt.Sprintf("# node %d: keys managed by the rotator\nlog_level: INFO\nservice:\n  api_key: %s # admin key\n  max_request_size_mb: 32\n", i, f.k1.Reveal())
+			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			spec.Binds = append(spec.Binds, path+":/qdrant/config/local.yaml")
+		}
+		n := f.h.StartNodeT(t, spec)
+		f.names = append(f.names, name)
+		urls = append(urls, fmt.Sprintf("    %s: %s", name, n.URL))
+	}
+	f.store, err = vaultsync.New(vaultsync.Options{Address: f.vault.Addr, Token: f.vault.Token, Mount: "secret", Prefix: "qdrant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.noPublish {
+		if _, err := f.store.Publish(ctx, deployment, rotation.KeyRecord{Key: f.k1, Since: time.Now(), RotationID: "adopted"}, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(f.vault.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := fmt.Sprintf(`vault:
+  address: %s
+  token_file: token
+  mount: secret
+  prefix: qdrant
+  lease_ttl: 3s
+deployments:
+  - name: %s
+    mode: %s
+    containers: [%s]
+    grace: 1s
+    ready_timeout: 30s
+    stop_timeout: 10s
+`, f.vault.Addr, deployment, o.mode, strings.Join(f.names, ", "))
+	if o.mode == "file" {
+		cfg += "    config_path: /qdrant/config/local.yaml\n"
+	}
+	cfg += o.extra
+	f.config = filepath.Join(dir, "rotator.yml")
+	if err := os.WriteFile(f.config, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// rotator runs one rotator command in-process and returns its exit code and output.
+func (f *fixture) rotator(args ...string) (int, string) {
+	f.t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), append([]string{args[0], "--config", f.config}, args[1:]...), func(string) string { return "" }, &out, &errOut)
+	f.mu.Lock()
+	f.outputs.Write(out.Bytes())
+	f.outputs.Write(errOut.Bytes())
+	f.mu.Unlock()
+	return code, out.String() + errOut.String()
+}
+
+func (f *fixture) current() rotation.KeyRecord {
+	f.t.Helper()
+	cur, err := f.store.ReadCurrent(context.Background(), deployment)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return cur
+}
+
+func (f *fixture) journal() rotation.Journal {
+	f.t.Helper()
+	j, _, err := f.store.ReadJournal(context.Background(), deployment)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return j
+}
+
+func (f *fixture) url(name string) string {
+	f.t.Helper()
+	u, err := f.h.URLOf(context.Background(), name, f.scheme)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return u
+}
+
+// call makes one authenticated request and returns the status.
+func (f *fixture) call(client *http.Client, method, url, key, body string) int {
+	f.t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	req.Header.Set("api-key", key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		f.t.Fatalf("%s %s: %v", method, req.URL.Path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// writePoints creates a collection on every node and writes n points with wait=true.
+func (f *fixture) writePoints(n int) {
+	f.t.Helper()
+	var pts []string
+	for i := 1; i <= n; i++ {
+		pts = append(pts, fmt.Sprintf(`{"id":%d,"vector":[0.1,0.2,0.3,%d],"payload":{"i":%d}}`, i, i, i))
+	}
+	for _, name := range f.names {
+		u := f.url(name)
+		if s := f.call(http.DefaultClient, http.MethodPut, u+"/collections/c", f.k1.Reveal(), `{"vectors":{"size":4,"distance":"Dot"}}`); s != 200 {
+			f.t.Fatalf("create collection on %s: HTTP %d", name, s)
+		}
+		if s := f.call(http.DefaultClient, http.MethodPut, u+"/collections/c/points?wait=true", f.k1.Reveal(), `{"points":[`+strings.Join(pts, ",")+`]}`); s != 200 {
+			f.t.Fatalf("upsert on %s: HTTP %d", name, s)
+		}
+	}
+}
+
+// countPoints returns each node's point count, read with key.
+func (f *fixture) countPoints(key rotation.Key) map[string]int {
+	f.t.Helper()
+	out := map[string]int{}
+	for _, name := range f.names {
+		req, _ := http.NewRequest(http.MethodPost, f.url(name)+"/collections/c/points/count", strings.NewReader(`{"exact":true}`))
+		req.Header.Set("api-key", key.Reveal())
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		var body struct {
+			Result struct{ Count int } `json:"result"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		out[name] = body.Result.Count
+	}
+	return out
+}
+
+// assertKeys checks with GET /collections that every node accepts accept and refuses (401) refuse.
+func (f *fixture) assertKeys(accept rotation.Key, refuse ...rotation.Key) {
+	f.t.Helper()
+	for _, name := range f.names {
+		u := f.url(name) + "/collections"
+		if s := f.call(http.DefaultClient, http.MethodGet, u, accept.Reveal(), ""); s != 200 {
+			f.t.Errorf("node %s answers HTTP %d to the key it should accept", name, s)
+		}
+		for _, k := range refuse {
+			if s := f.call(http.DefaultClient, http.MethodGet, u, k.Reveal(), ""); s != 401 {
+				f.t.Errorf("node %s answers HTTP %d to a key it should refuse (want 401)", name, s)
+			}
+		}
+	}
+}
+
+// startProber probes every node about every 50 ms with the key Vault's consumer path holds at that moment.
+func (f *fixture) startProber() *prober.Prober {
+	p := &prober.Prober{
+		Interval: 50 * time.Millisecond,
+		Key: func(ctx context.Context) (string, error) {
+			cur, err := f.store.ReadCurrent(ctx, deployment)
+			return cur.Key.Reveal(), err
+		},
+		Nodes: func(ctx context.Context) (map[string]string, error) {
+			out := map[string]string{}
+			for _, name := range f.names {
+				if u, err := f.h.URLOf(ctx, name, f.scheme); err == nil {
+					out[name] = u
+				}
+			}
+			return out, nil
+		},
+	}
+	p.Start(context.Background())
+	return p
+}
+
+// assertNoLeak fails if any key the test knows appears in what the rotator printed.
+func (f *fixture) assertNoLeak(keys ...rotation.Key) {
+	f.t.Helper()
+	f.mu.Lock()
+	out := f.outputs.String()
+	f.mu.Unlock()
+	for i, k := range append(keys, f.k1) {
+		if !k.IsZero() && strings.Contains(out, k.Reveal()) {
+			f.t.Errorf("key %d appears in the rotator's output", i)
+		}
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// TestRotationZeroRejections rotates three nodes, in env mode and in file mode, while a prober plays a client that
+// always holds Vault's current key: no request may be rejected, and every point written before is still there.
+func TestRotationZeroRejections(t *testing.T) {
+	for _, mode := range []string{"env", "file"} {
+		t.Run(mode, func(t *testing.T) {
+			f := newFixture(t, fixtureOpts{nodes: 3, mode: mode})
+			f.writePoints(25)
+			p := f.startProber()
+			code, out := f.rotator("rotate")
+			res := p.Stop()
+			if code != exitOK {
+				t.Fatalf("rotate exited %d:\n%s", code, out)
+			}
+			t.Logf("prober: %s", res)
+			if res.Rejected != 0 {
+				t.Errorf("the prober saw %d rejections: %v", res.Rejected, res.Rejections)
+			}
+			if res.Accepted < 20 {
+				t.Errorf("the prober made only %d accepted calls; the zero-rejection claim needs traffic", res.Accepted)
+			}
+			cur := f.current()
+			if cur.Key.Equal(f.k1) || cur.Version != 2 {
+				t.Fatalf("Vault's current key is version %d; want a new key at version 2", cur.Version)
+			}
+			f.assertKeys(cur.Key, f.k1)
+			for name, n := range f.countPoints(cur.Key) {
+				if n != 25 {
+					t.Errorf("node %s has %d points after the rotation, want 25", name, n)
+				}
+			}
+			for _, phase := range []string{"staging", "publishing", "grace", "promoting", "retiring"} {
+				if !strings.Contains(out, phase) {
+					t.Errorf("progress output never shows phase %s", phase)
+				}
+			}
+			if j := f.journal(); j.Phase != rotation.PhaseDone || j.Owner != "" {
+				t.Errorf("journal phase %s owner %q, want done and unlocked", j.Phase, j.Owner)
+			}
+			if mode == "file" {
+				f.assertFileKept()
+			}
+			f.assertNoLeak(cur.Key, f.journal().PendingKey)
+		})
+	}
+}
+
+// assertFileKept checks that file mode kept the rest of each config file and its comments.
+func (f *fixture) assertFileKept() {
+	f.t.Helper()
+	for _, name := range f.names {
+		info, err := f.h.Engine.Inspect(context.Background(), name)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		for _, m := range info.Mounts {
+			if m.Destination != "/qdrant/config/local.yaml" {
+				continue
+			}
+			data, err := os.ReadFile(m.Source)
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			for _, want := range []string{"# node ", "log_level: INFO", "max_request_size_mb: 32", "# admin key"} {
+				if !strings.Contains(string(data), want) {
+					f.t.Errorf("%s lost %q", m.Source, want)
+				}
+			}
+			if strings.Contains(string(data), "alt_api_key") {
+				f.t.Errorf("%s keeps alt_api_key after promotion", m.Source)
+			}
+			st, _ := os.Stat(m.Source)
+			if st.Mode().Perm() != 0o600 {
+				f.t.Errorf("%s has mode %v, want 0600", m.Source, st.Mode().Perm())
+			}
+			if _, err := os.Stat(m.Source + ".prev"); err != nil {
+				f.t.Errorf("no previous copy kept beside %s", m.Source)
+			}
+		}
+	}
+}

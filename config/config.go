@@ -1,0 +1,277 @@
+// Package config reads the rotator's YAML configuration: defaults, a strict parse (unknown fields are errors), then
+// validation with messages that name the field. Secrets are never inline: the Vault token comes from VAULT_TOKEN or
+// a file, the AppRole secret id from a file. Only cmd/rotator imports this package.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole file.
+type Config struct {
+	Vault       Vault        `yaml:"vault"`
+	Deployments []Deployment `yaml:"deployments"`
+}
+
+// Vault says where keys live and how the rotator logs in. Unset fields fall back to the standard VAULT_*
+// environment (VAULT_ADDR, VAULT_TOKEN, VAULT_CACERT, VAULT_CLIENT_CERT, VAULT_CLIENT_KEY, ...).
+type Vault struct {
+	Address string `yaml:"address"`
+	// Mount is the KV v2 mount (default "secret").
+	Mount string `yaml:"mount"`
+	// Prefix is the folder under the mount for everything of the rotator (default "qdrant").
+	Prefix string `yaml:"prefix"`
+	// TokenFile holds a Vault token (else VAULT_TOKEN).
+	TokenFile string `yaml:"token_file"`
+	// AppRole logs in with AppRole instead of a token.
+	AppRole *AppRole `yaml:"approle"`
+	// Retention keeps a retired key version readable this long before it is soft-deleted (default 720h; 0 keeps it
+	// until Vault's max_versions prunes it).
+	Retention *Duration `yaml:"retention"`
+	// LeaseTTL is how long a rotator's lock on a deployment holds without renewal (default 60s).
+	LeaseTTL Duration `yaml:"lease_ttl"`
+}
+
+// AppRole credentials, by reference only.
+type AppRole struct {
+	Mount        string `yaml:"mount"`
+	RoleID       string `yaml:"role_id"`
+	RoleIDFile   string `yaml:"role_id_file"`
+	SecretIDFile string `yaml:"secret_id_file"`
+}
+
+// Deployment is one set of Qdrant nodes that share keys.
+type Deployment struct {
+	Name string `yaml:"name"`
+	// Mode is how keys reach the nodes: "env" (recreate the container) or "file" (rewrite a mounted config file).
+	Mode string `yaml:"mode"`
+	// Containers names the nodes' containers, in restart order; or Label selects them (sorted by name).
+	Containers []string `yaml:"containers"`
+	Label      string   `yaml:"label"`
+	// ConfigPath is, in file mode, the config file inside the containers (e.g. /qdrant/config/local.yaml).
+	ConfigPath string `yaml:"config_path"`
+	// URLs maps a container to the REST URL the rotator checks it at (default: the 127.0.0.1 port Docker
+	// published for 6333).
+	URLs map[string]string `yaml:"urls"`
+	TLS  *TLS              `yaml:"tls"`
+	// Grace is the wait between publishing a new key and dropping the old one (default 60s).
+	Grace *Duration `yaml:"grace"`
+	// ReadyTimeout bounds the wait for one node to come back and pass its checks (default 60s).
+	ReadyTimeout Duration `yaml:"ready_timeout"`
+	// StopTimeout bounds a node's graceful stop before it is killed (default 30s).
+	StopTimeout Duration `yaml:"stop_timeout"`
+}
+
+// TLS for checking nodes over HTTPS.
+type TLS struct {
+	CAFile     string `yaml:"ca_file"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+	ServerName string `yaml:"server_name"`
+}
+
+// Duration is a time.Duration written as "90s", "5m", "1h30m".
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (like 90s, 5m, 1h30m)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Std returns the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// Load reads, parses and validates a config file; relative paths in it resolve against its folder.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.resolvePaths(dir)
+	return c, nil
+}
+
+// Parse parses and validates config YAML: defaults first, then the file, strictly.
+func Parse(data []byte) (*Config, error) {
+	c := Default()
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	for i := range c.Deployments {
+		d := &c.Deployments[i]
+		if d.Grace == nil {
+			g := Duration(60 * time.Second)
+			d.Grace = &g
+		}
+		if d.ReadyTimeout == 0 {
+			d.ReadyTimeout = Duration(60 * time.Second)
+		}
+		if d.StopTimeout == 0 {
+			d.StopTimeout = Duration(30 * time.Second)
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Default is the configuration before the file is read.
+func Default() *Config {
+	r := Duration(720 * time.Hour)
+	return &Config{Vault: Vault{Mount: "secret", Prefix: "qdrant", Retention: &r, LeaseTTL: Duration(60 * time.Second)}}
+}
+
+var (
+	deploymentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	vaultPath      = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
+	labelSelector  = regexp.MustCompile(`^[^=\s]+(=[^\s]*)?$`)
+)
+
+// Validate checks every field and names the first one that is wrong.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if !vaultPath.MatchString(c.Vault.Mount) {
+		bad("vault.mount", "%q is not a mount path", c.Vault.Mount)
+	}
+	if c.Vault.Prefix != "" && !vaultPath.MatchString(c.Vault.Prefix) {
+		bad("vault.prefix", "%q is not a path (letters, digits, _ . - separated by /)", c.Vault.Prefix)
+	}
+	if c.Vault.LeaseTTL.Std() < 3*time.Second {
+		bad("vault.lease_ttl", "%s is shorter than 3s", c.Vault.LeaseTTL.Std())
+	}
+	if c.Vault.Retention != nil && c.Vault.Retention.Std() < 0 {
+		bad("vault.retention", "%s is negative", c.Vault.Retention.Std())
+	}
+	if a := c.Vault.AppRole; a != nil {
+		if c.Vault.TokenFile != "" {
+			bad("vault", "token_file and approle exclude each other")
+		}
+		if (a.RoleID == "") == (a.RoleIDFile == "") {
+			bad("vault.approle", "set exactly one of role_id and role_id_file")
+		}
+		if a.SecretIDFile == "" {
+			bad("vault.approle.secret_id_file", "is required (the secret id is never written inline)")
+		}
+	}
+	if len(c.Deployments) == 0 {
+		bad("deployments", "at least one deployment is required")
+	}
+	seen := map[string]bool{}
+	for i, d := range c.Deployments {
+		f := fmt.Sprintf("deployments[%d]", i)
+		if d.Name != "" {
+			f = fmt.Sprintf("deployments[%d] (%s)", i, d.Name)
+		}
+		switch {
+		case !deploymentName.MatchString(d.Name):
+			bad(f+".name", "%q: want 1-63 characters from [a-z0-9_-], starting with a letter or digit", d.Name)
+		case seen[d.Name]:
+			bad(f+".name", "%q is used by another deployment", d.Name)
+		}
+		seen[d.Name] = true
+		switch d.Mode {
+		case "env":
+			if d.ConfigPath != "" {
+				bad(f+".config_path", "is for mode file only")
+			}
+		case "file":
+			if !strings.HasPrefix(d.ConfigPath, "/") {
+				bad(f+".config_path", "%q: mode file needs the config file's absolute path inside the containers", d.ConfigPath)
+			}
+		default:
+			bad(f+".mode", "%q: want env or file", d.Mode)
+		}
+		if (len(d.Containers) == 0) == (d.Label == "") {
+			bad(f, "set exactly one of containers and label")
+		}
+		if d.Label != "" && !labelSelector.MatchString(d.Label) {
+			bad(f+".label", "%q: want key or key=value", d.Label)
+		}
+		names := map[string]bool{}
+		for j, n := range d.Containers {
+			if n == "" || names[n] {
+				bad(fmt.Sprintf("%s.containers[%d]", f, j), "%q is empty or listed twice", n)
+			}
+			names[n] = true
+		}
+		for n, u := range d.URLs {
+			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+				bad(f+".urls."+n, "%q: want an http:// or https:// URL", u)
+			}
+			if len(d.Containers) > 0 && !names[n] {
+				bad(f+".urls."+n, "names no container of the deployment")
+			}
+		}
+		if d.Grace.Std() < 0 {
+			bad(f+".grace", "%s is negative", d.Grace.Std())
+		}
+		if d.ReadyTimeout.Std() <= 0 {
+			bad(f+".ready_timeout", "must be positive")
+		}
+		if d.StopTimeout.Std() <= 0 {
+			bad(f+".stop_timeout", "must be positive")
+		}
+		if d.TLS != nil && (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
+			bad(f+".tls", "cert_file and key_file go together")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Find returns the deployment called name.
+func (c *Config) Find(name string) (*Deployment, error) {
+	for i := range c.Deployments {
+		if c.Deployments[i].Name == name {
+			return &c.Deployments[i], nil
+		}
+	}
+	return nil, fmt.Errorf("no deployment %q in the config", name)
+}
+
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.Vault.TokenFile)
+	if c.Vault.AppRole != nil {
+		abs(&c.Vault.AppRole.RoleIDFile)
+		abs(&c.Vault.AppRole.SecretIDFile)
+	}
+	for i := range c.Deployments {
+		if t := c.Deployments[i].TLS; t != nil {
+			abs(&t.CAFile)
+			abs(&t.CertFile)
+			abs(&t.KeyFile)
+		}
+	}
+}

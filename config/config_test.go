@@ -1,0 +1,81 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadGood(t *testing.T) {
+	c, err := Load("testdata/good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs("testdata")
+	if c.Vault.TokenFile != filepath.Join(abs, "vault-token") {
+		t.Errorf("token_file = %q, want it resolved against the config's folder", c.Vault.TokenFile)
+	}
+	prod, err := c.Find("prod")
+	if err != nil || prod.Grace.Std() != 5*time.Minute || prod.ReadyTimeout.Std() != 90*time.Second || len(prod.Containers) != 3 {
+		t.Errorf("prod = %+v, %v", prod, err)
+	}
+	search, _ := c.Find("search")
+	if search.Grace.Std() != 60*time.Second || search.StopTimeout.Std() != 30*time.Second {
+		t.Errorf("defaults not applied: grace %s stop %s", search.Grace.Std(), search.StopTimeout.Std())
+	}
+	if search.TLS.CAFile != filepath.Join(abs, "ca.pem") {
+		t.Errorf("ca_file = %q", search.TLS.CAFile)
+	}
+	if _, err := c.Find("nope"); err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Errorf("Find(nope) = %v", err)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	base := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"
+	cases := []struct{ name, yaml, want string }{
+		{"unknown top-level field", base + "extra: 1\n", "field extra not found"},
+		{"inline token", "vault:\n  token: hvs.abc\n" + base, "field token not found"},
+		{"unknown deployment field", "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n    api_key: x\n", "field api_key not found"},
+		{"no deployments", "vault:\n  mount: secret\n", "deployments: at least one"},
+		{"bad name", strings.Replace(base, "prod", "Prod!", 1), `deployments[0] (Prod!).name: "Prod!"`},
+		{"duplicate name", base + "  - name: prod\n    mode: env\n    containers: [b]\n", `deployments[1] (prod).name: "prod" is used`},
+		{"bad mode", strings.Replace(base, "env", "magic", 1), `deployments[0] (prod).mode: "magic": want env or file`},
+		{"file mode without path", strings.Replace(base, "env", "file", 1), "deployments[0] (prod).config_path"},
+		{"both containers and label", base + "    label: app=q\n", "set exactly one of containers and label"},
+		{"neither containers nor label", "deployments:\n  - name: prod\n    mode: env\n", "set exactly one of containers and label"},
+		{"duplicate container", strings.Replace(base, "[a]", "[a, a]", 1), "deployments[0] (prod).containers[1]"},
+		{"bad duration", base + "    grace: soon\n", `"soon" is not a duration`},
+		{"negative grace", base + "    grace: -5s\n", "deployments[0] (prod).grace: -5s is negative"},
+		{"bad url", base + "    urls: {a: 127.0.0.1:6333}\n", "deployments[0] (prod).urls.a"},
+		{"url for unknown container", base + "    urls: {z: http://127.0.0.1:1}\n", "urls.z: names no container"},
+		{"short lease", "vault:\n  lease_ttl: 1s\n" + base, "vault.lease_ttl: 1s is shorter than 3s"},
+		{"approle without secret file", "vault:\n  approle: {role_id: r}\n" + base, "vault.approle.secret_id_file: is required"},
+		{"approle and token file", "vault:\n  token_file: t\n  approle: {role_id: r, secret_id_file: s}\n" + base, "token_file and approle exclude each other"},
+		{"bad mount", "vault:\n  mount: /\n" + base, "vault.mount"},
+		{"tls half a pair", base + "    tls: {cert_file: c.pem}\n", "cert_file and key_file go together"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLoadMissingFileNamesIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.yml")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("error = %v", err)
+	}
+	if err := os.WriteFile(path, []byte("deployments: [\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("error = %v, want it to name the file", err)
+	}
+}

@@ -1,0 +1,323 @@
+package qdrantctl
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+// Mode is how keys reach a node.
+type Mode string
+
+// Modes.
+const (
+	// ModeEnv recreates the container with only its QDRANT__SERVICE__*API_KEY variables changed.
+	ModeEnv Mode = "env"
+	// ModeFile rewrites a host-mounted Qdrant YAML config file and restarts the container.
+	ModeFile Mode = "file"
+)
+
+// Environment variables of the key slots (Qdrant matches them case-insensitively).
+const (
+	envAPIKey      = "QDRANT__SERVICE__API_KEY"
+	envAltAPIKey   = "QDRANT__SERVICE__ALT_API_KEY"
+	envReadOnlyKey = "QDRANT__SERVICE__READ_ONLY_API_KEY"
+)
+
+// NodeOptions configure one node.
+type NodeOptions struct {
+	// Container is the container's name.
+	Container string
+	Mode      Mode
+	// ConfigPath is, in file mode, the config file's path inside the container (e.g. /qdrant/config/local.yaml);
+	// the host path is found from the container's bind mounts.
+	ConfigPath string
+	// URL is the node's REST base URL; empty: http(s)://127.0.0.1:<host port published for 6333>.
+	URL string
+	// HTTPS makes the derived URL https.
+	HTTPS bool
+	// StopTimeout bounds a graceful stop before SIGKILL (default 30 s, Qdrant's own drain bound).
+	StopTimeout time.Duration
+	// TLS is used for HTTPS checks (CA, client certificate).
+	TLS *tls.Config
+}
+
+// Node is a Qdrant node in a Docker container. It implements rotation.Node.
+type Node struct {
+	eng  *Engine
+	opt  NodeOptions
+	http *http.Client
+
+	mu  sync.Mutex
+	url string
+}
+
+var _ rotation.Node = (*Node)(nil)
+
+// NewNode returns a node of the Engine.
+func NewNode(eng *Engine, opt NodeOptions) (*Node, error) {
+	switch opt.Mode {
+	case ModeEnv:
+	case ModeFile:
+		if !filepath.IsAbs(opt.ConfigPath) {
+			return nil, fmt.Errorf("node %s: config_path %q must be an absolute path inside the container", opt.Container, opt.ConfigPath)
+		}
+	default:
+		return nil, fmt.Errorf("node %s: mode %q: want env or file", opt.Container, opt.Mode)
+	}
+	if opt.StopTimeout <= 0 {
+		opt.StopTimeout = 30 * time.Second
+	}
+	transport := &http.Transport{TLSClientConfig: opt.TLS, DisableKeepAlives: true}
+	return &Node{eng: eng, opt: opt, http: &http.Client{Timeout: 3 * time.Second, Transport: transport}, url: opt.URL}, nil
+}
+
+// TLSConfig builds the TLS settings for HTTPS checks from PEM files: a CA bundle (empty: the system roots) and an
+// optional client certificate and key.
+func TLSConfig(caFile, certFile, keyFile, serverName string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca_file %s: no PEM certificate in it", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, errors.New("tls: cert_file and key_file go together")
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls client certificate: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// Name implements rotation.Node.
+func (n *Node) Name() string { return n.opt.Container }
+
+// Method implements rotation.Node.
+func (n *Node) Method() string {
+	if n.opt.Mode == ModeFile {
+		return "file: rewrite " + n.opt.ConfigPath + " and restart the container"
+	}
+	return "env: recreate the container with new QDRANT__SERVICE__*API_KEY variables"
+}
+
+// Keys implements rotation.Node: the slots the container will load at its next start.
+func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
+	if err := n.eng.RecoverRecreate(ctx, n.opt.Container); err != nil {
+		return rotation.Slots{}, err
+	}
+	info, err := n.eng.Inspect(ctx, n.opt.Container)
+	if err != nil {
+		return rotation.Slots{}, err
+	}
+	envKeys := slotsFromEnv(info.Env)
+	if n.opt.Mode == ModeEnv {
+		if err := storageMounted(info); err != nil {
+			return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+		}
+		return toSlots(envKeys), nil
+	}
+	if envKeys != (ConfigKeys{}) {
+		return rotation.Slots{}, fmt.Errorf("node %s: its environment sets QDRANT__SERVICE__*API_KEY, which overrides the config file; use mode env", n.opt.Container)
+	}
+	path, err := n.hostConfigPath(info)
+	if err != nil {
+		return rotation.Slots{}, err
+	}
+	fileKeys, err := ReadConfigKeys(path)
+	if err != nil {
+		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	return toSlots(fileKeys), nil
+}
+
+// Apply implements rotation.Node.
+func (n *Node) Apply(ctx context.Context, s rotation.Slots) error {
+	want := ConfigKeys{APIKey: s.APIKey.Reveal(), AltAPIKey: s.AltAPIKey.Reveal(), ReadOnlyAPIKey: s.ReadOnlyKey.Reveal()}
+	if n.opt.Mode == ModeEnv {
+		if err := n.eng.Recreate(ctx, n.opt.Container, func(env []string) []string { return withEnvKeys(env, want) }, n.opt.StopTimeout); err != nil {
+			return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		}
+	} else {
+		info, err := n.eng.Inspect(ctx, n.opt.Container)
+		if err != nil {
+			return err
+		}
+		path, err := n.hostConfigPath(info)
+		if err != nil {
+			return err
+		}
+		if err := WriteConfigKeys(path, want); err != nil {
+			return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		}
+		if err := n.eng.Restart(ctx, n.opt.Container, n.opt.StopTimeout); err != nil {
+			return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		}
+	}
+	n.mu.Lock()
+	n.url = n.opt.URL // a published port may change with the container
+	n.mu.Unlock()
+	return nil
+}
+
+// Probe implements rotation.Node with GET /collections, an authenticated call (health endpoints skip auth).
+func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
+	base, err := n.baseURL(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/collections", nil)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	req.Header.Set("api-key", key.Reveal())
+	resp, err := n.http.Do(req)
+	if err != nil {
+		n.mu.Lock()
+		n.url = n.opt.URL
+		n.mu.Unlock()
+		if info, ierr := n.eng.Inspect(ctx, n.opt.Container); ierr == nil && !info.Running {
+			return fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrNodeDown)
+		}
+		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return nil
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("node %s: HTTP %d: %w", n.opt.Container, resp.StatusCode, rotation.ErrRejected)
+	default:
+		return fmt.Errorf("node %s: GET /collections: HTTP %d", n.opt.Container, resp.StatusCode)
+	}
+}
+
+// baseURL is the configured URL, or the 127.0.0.1 port Docker published for REST.
+func (n *Node) baseURL(ctx context.Context) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.url != "" {
+		return n.url, nil
+	}
+	info, err := n.eng.Inspect(ctx, n.opt.Container)
+	if err != nil {
+		return "", err
+	}
+	if !info.Running {
+		return "", fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrNodeDown)
+	}
+	port, err := n.eng.HostPort(ctx, info.ID, 6333)
+	if err != nil {
+		return "", fmt.Errorf("node %s: no url configured and %w", n.opt.Container, err)
+	}
+	scheme := "http"
+	if n.opt.HTTPS {
+		scheme = "https"
+	}
+	n.url = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+	return n.url, nil
+}
+
+// hostConfigPath finds the host file behind ConfigPath among the container's bind mounts (a file mount, or a
+// folder mount holding it).
+func (n *Node) hostConfigPath(info ContainerInfo) (string, error) {
+	for _, m := range info.Mounts {
+		if m.Type != "bind" {
+			continue
+		}
+		if m.Destination == n.opt.ConfigPath {
+			return m.Source, nil
+		}
+		if rel, ok := strings.CutPrefix(n.opt.ConfigPath, strings.TrimSuffix(m.Destination, "/")+"/"); ok {
+			return filepath.Join(m.Source, rel), nil
+		}
+	}
+	return "", fmt.Errorf("node %s: config_path %s is not on a bind mount of the container; mount the file or its folder from the host", n.opt.Container, n.opt.ConfigPath)
+}
+
+// storageMounted refuses env mode for a container whose storage lives in its own writable layer: recreating it
+// would lose every point. The storage path is Qdrant's default (/qdrant/storage) unless the environment moves it.
+func storageMounted(info ContainerInfo) error {
+	path := "/qdrant/storage"
+	for _, kv := range info.Env {
+		if name, value, _ := strings.Cut(kv, "="); strings.EqualFold(name, "QDRANT__STORAGE__STORAGE_PATH") && value != "" {
+			path = value
+		}
+	}
+	if !filepath.IsAbs(path) {
+		path = filepath.Join("/qdrant", path)
+	}
+	for _, m := range info.Mounts {
+		if d := strings.TrimSuffix(m.Destination, "/"); path == d || strings.HasPrefix(path, d+"/") {
+			return nil
+		}
+	}
+	return fmt.Errorf("storage %s is not on a volume or bind mount, so recreating the container (mode env) would lose its data; mount a volume there or use mode file", path)
+}
+
+// slotsFromEnv reads the key slots from an environment the way Qdrant does (names case-insensitive, later wins).
+func slotsFromEnv(env []string) ConfigKeys {
+	var k ConfigKeys
+	for _, kv := range env {
+		name, value, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(name) {
+		case envAPIKey:
+			k.APIKey = value
+		case envAltAPIKey:
+			k.AltAPIKey = value
+		case envReadOnlyKey:
+			k.ReadOnlyAPIKey = value
+		}
+	}
+	return k
+}
+
+// withEnvKeys replaces the key slot variables in env (whatever their case) and leaves every other variable as it is.
+func withEnvKeys(env []string, k ConfigKeys) []string {
+	out := make([]string, 0, len(env)+3)
+	for _, kv := range env {
+		name, _, _ := strings.Cut(kv, "=")
+		switch strings.ToUpper(name) {
+		case envAPIKey, envAltAPIKey, envReadOnlyKey:
+			continue
+		}
+		out = append(out, kv)
+	}
+	for _, v := range []struct{ name, value string }{{envAPIKey, k.APIKey}, {envAltAPIKey, k.AltAPIKey}, {envReadOnlyKey, k.ReadOnlyAPIKey}} {
+		if v.value != "" {
+			out = append(out, v.name+"="+v.value)
+		}
+	}
+	return out
+}
+
+func toSlots(k ConfigKeys) rotation.Slots {
+	api, _ := rotation.ParseKey(k.APIKey)
+	alt, _ := rotation.ParseKey(k.AltAPIKey)
+	ro, _ := rotation.ParseKey(k.ReadOnlyAPIKey)
+	return rotation.Slots{APIKey: api, AltAPIKey: alt, ReadOnlyKey: ro}
+}

@@ -1,0 +1,130 @@
+package rotation
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ErrLocked: another rotator holds the deployment's lease.
+var ErrLocked = errors.New("locked by another rotator")
+
+// ErrLeaseLost: a journal write found that another rotator took the lease; the holder must stop at once.
+var ErrLeaseLost = errors.New("lease lost to another rotator")
+
+// LockedError says who holds a deployment's lease and until when.
+type LockedError struct {
+	Deployment string
+	Owner      string
+	Until      time.Time
+}
+
+func (e *LockedError) Error() string {
+	return fmt.Sprintf("deployment %s is locked by another rotator (%s) until %s", e.Deployment, e.Owner, e.Until.UTC().Format(time.RFC3339))
+}
+
+// Is makes errors.Is(err, ErrLocked) hold.
+func (e *LockedError) Is(target error) bool { return target == ErrLocked }
+
+// lease is a deployment's lock, folded into its journal: acquiring it is a check-and-set write of the journal, and
+// every later journal write is a check-and-set against the version this holder last wrote, so a holder that lost the
+// lease (it expired and another rotator took it) fails its next write instead of acting on stale state.
+type lease struct {
+	store Store
+	dep   string
+	owner string
+	ttl   time.Duration
+	now   func() time.Time
+
+	mu      sync.Mutex
+	j       Journal
+	version int
+	lost    bool
+}
+
+func acquire(ctx context.Context, store Store, dep, owner string, ttl time.Duration, now func() time.Time) (*lease, error) {
+	j, version, err := store.ReadJournal(ctx, dep)
+	if err != nil {
+		return nil, fmt.Errorf("read journal: %w", err)
+	}
+	if j.Owner != "" && j.Owner != owner && now().Before(j.LeaseUntil) {
+		return nil, &LockedError{Deployment: dep, Owner: j.Owner, Until: j.LeaseUntil}
+	}
+	l := &lease{store: store, dep: dep, owner: owner, ttl: ttl, now: now, j: j, version: version}
+	err = l.update(ctx, func(j *Journal) { j.Owner = owner })
+	if errors.Is(err, ErrLeaseLost) {
+		// Another rotator wrote the journal between our read and our write.
+		j, _, rerr := store.ReadJournal(ctx, dep)
+		if rerr != nil {
+			return nil, fmt.Errorf("read journal: %w", rerr)
+		}
+		return nil, &LockedError{Deployment: dep, Owner: j.Owner, Until: j.LeaseUntil}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// journal returns a copy of the journal as last written.
+func (l *lease) journal() Journal {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	j := l.j
+	j.NodesDone = slices.Clone(j.NodesDone)
+	return j
+}
+
+// update applies change to a copy of the journal, renews the lease, and writes it with check-and-set. A write that
+// Vault applied but whose answer was lost (the client then retries and meets its own version) is recognised by the
+// write's unique OpID and counts as done.
+func (l *lease) update(ctx context.Context, change func(*Journal)) error {
+	return l.write(ctx, change, true)
+}
+
+// release clears the owner so the next rotator need not wait for the lease to expire.
+func (l *lease) release(ctx context.Context) error {
+	return l.write(ctx, func(*Journal) {}, false)
+}
+
+func (l *lease) write(ctx context.Context, change func(*Journal), hold bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost {
+		return ErrLeaseLost
+	}
+	j := l.j
+	j.NodesDone = slices.Clone(j.NodesDone)
+	change(&j)
+	now := l.now()
+	j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, newID()
+	if !hold {
+		j.Owner, j.LeaseUntil = "", time.Time{}
+	}
+	version, err := l.store.WriteJournal(ctx, l.dep, j, l.version)
+	if errors.Is(err, ErrConflict) {
+		stored, storedVersion, rerr := l.store.ReadJournal(ctx, l.dep)
+		if rerr == nil && stored.OpID == j.OpID {
+			version, err = storedVersion, nil
+		} else {
+			l.lost = true
+			return fmt.Errorf("write journal: %w", ErrLeaseLost)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("write journal: %w", err)
+	}
+	l.j, l.version = j, version
+	return nil
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

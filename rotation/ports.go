@@ -1,0 +1,68 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Slots are the key slots of one Qdrant node (`service.api_key`, `alt_api_key`, `read_only_api_key`); a zero Key is
+// an unset slot.
+type Slots struct {
+	APIKey, AltAPIKey, ReadOnlyKey Key
+}
+
+// Equal compares every slot.
+func (s Slots) Equal(o Slots) bool {
+	return s.APIKey.Equal(o.APIKey) && s.AltAPIKey.Equal(o.AltAPIKey) && s.ReadOnlyKey.Equal(o.ReadOnlyKey)
+}
+
+// Node is one Qdrant node the rotator manages. qdrantctl implements it over Docker.
+type Node interface {
+	// Name identifies the node (its container name).
+	Name() string
+	// Method says how Apply changes the node, for plans ("env: recreate container", "file: rewrite PATH, restart").
+	Method() string
+	// Keys returns the slots the node is configured with (what it loads when it starts).
+	Keys(ctx context.Context) (Slots, error)
+	// Apply configures the slots and restarts the node; it returns once the node's process has been started again.
+	// Applying what is already configured still restarts.
+	Apply(ctx context.Context, s Slots) error
+	// Probe makes one authenticated call with key. It returns nil when the node accepts the key, an error wrapping
+	// ErrRejected when the node answers 401 or 403, an error wrapping ErrNodeDown when the node has stopped, and any
+	// other error when the node cannot be reached yet (worth retrying).
+	Probe(ctx context.Context, key Key) error
+}
+
+// Errors nodes report.
+var (
+	// ErrRejected: the node answered the key with 401 or 403.
+	ErrRejected = errors.New("key rejected")
+	// ErrNodeDown: the node's process is not running (it exited or was never started).
+	ErrNodeDown = errors.New("node is not running")
+)
+
+// KeyRecord is what consumers read for a deployment: the key every node accepts.
+type KeyRecord struct {
+	Key         Key
+	Fingerprint string
+	Since       time.Time // when the key became current
+	RotationID  string    // the rotation (or "adopted") that published it
+	Version     int       // the store's version of the record
+}
+
+// Store keeps keys and journals. vaultsync implements it over Vault KV v2; every write is a check-and-set against
+// the version last read (0: must not exist), and a lost race is ErrConflict.
+type Store interface {
+	// ReadCurrent returns the consumer record of a deployment, or ErrNotFound.
+	ReadCurrent(ctx context.Context, deployment string) (KeyRecord, error)
+	// Publish writes a new current record (a new version; the previous version stays readable).
+	Publish(ctx context.Context, deployment string, rec KeyRecord, cas int) (int, error)
+	// Retire labels a version of the consumer record retired and applies the retention to older retired versions.
+	Retire(ctx context.Context, deployment string, version int, at time.Time) error
+	// ReadJournal returns the journal of a deployment and its version; a deployment never rotated has a zero
+	// Journal at version 0.
+	ReadJournal(ctx context.Context, deployment string) (Journal, int, error)
+	// WriteJournal writes the journal with check-and-set and returns the new version.
+	WriteJournal(ctx context.Context, deployment string, j Journal, cas int) (int, error)
+}

@@ -1,0 +1,28 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+)
+
+// permanent marks an error that retrying cannot fix (a rejected key, a stopped node, a policy refusal).
+func permanent(err error) error { return backoff.Permanent(err) }
+
+// retry is the rotator's one retry loop: it calls op with exponential backoff (100 ms doubling to 2 s, jittered)
+// until op succeeds, returns an error marked permanent, bound passes, or ctx ends; ctx is checked between attempts.
+// It returns op's last error.
+func retry(ctx context.Context, bound time.Duration, op func() error) error {
+	b := backoff.NewExponentialBackOff()
+	b.InitialInterval = 100 * time.Millisecond
+	b.MaxInterval = 2 * time.Second
+	b.MaxElapsedTime = bound
+	err := backoff.Retry(op, backoff.WithContext(b, ctx))
+	var p *backoff.PermanentError
+	if errors.As(err, &p) {
+		return p.Err
+	}
+	return err
+}

@@ -1,0 +1,618 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Errors a rotation ends with; callers branch on them with errors.Is.
+var (
+	// ErrDrift: a node does not accept the store's current key, so rotating could lock clients out.
+	ErrDrift = errors.New("drift: not every node accepts the current key")
+	// ErrNoKey: the store holds no key for the deployment (run with Adopt to import the nodes' key).
+	ErrNoKey = errors.New("no key in the store")
+	// ErrRolledBack: the rotation failed and every node is back on the store's current key.
+	ErrRolledBack = errors.New("rotation rolled back")
+)
+
+// Options configure a Rotator.
+type Options struct {
+	Deployment string
+	// Grace is the wait between publishing the new key and dropping the old one.
+	Grace time.Duration
+	// ReadyTimeout bounds the wait for one node to come back and pass its checks.
+	ReadyTimeout time.Duration
+	// LeaseTTL is how long the lease holds without renewal (renewed every third of it).
+	LeaseTTL time.Duration
+	// Owner names this rotator in the lease (default: random).
+	Owner        string
+	Fingerprints Fingerprinter
+	Logger       *slog.Logger
+	// Observe receives progress events (optional).
+	Observe func(Event)
+	// Checkpoint is called at each phase boundary after the journal is written (optional; a test hook).
+	Checkpoint func(point string)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+var deploymentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+// Rotator rotates the admin key of one deployment.
+type Rotator struct {
+	store Store
+	nodes []Node
+	opt   Options
+}
+
+// New checks the options and returns a Rotator.
+func New(store Store, nodes []Node, opt Options) (*Rotator, error) {
+	if !deploymentName.MatchString(opt.Deployment) {
+		return nil, fmt.Errorf("deployment name %q: want 1-63 characters from [a-z0-9_-], starting with a letter or digit", opt.Deployment)
+	}
+	if len(nodes) == 0 {
+		return nil, fmt.Errorf("deployment %s: no nodes", opt.Deployment)
+	}
+	seen := map[string]bool{}
+	for _, n := range nodes {
+		if seen[n.Name()] {
+			return nil, fmt.Errorf("deployment %s: node %s is listed twice", opt.Deployment, n.Name())
+		}
+		seen[n.Name()] = true
+	}
+	if opt.Grace < 0 {
+		return nil, fmt.Errorf("deployment %s: grace %s is negative", opt.Deployment, opt.Grace)
+	}
+	if opt.ReadyTimeout <= 0 {
+		opt.ReadyTimeout = 60 * time.Second
+	}
+	if opt.LeaseTTL <= 0 {
+		opt.LeaseTTL = 60 * time.Second
+	}
+	if opt.Owner == "" {
+		opt.Owner = "rotator-" + newID()
+	}
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.Fingerprints.secret == nil {
+		return nil, errors.New("rotator: no fingerprinter")
+	}
+	return &Rotator{store: store, nodes: nodes, opt: opt}, nil
+}
+
+// Request asks for one rotation.
+type Request struct {
+	Emergency bool
+	// Adopt imports the nodes' key into the store when the store has none.
+	Adopt bool
+}
+
+// Outcome is how a rotation ended.
+type Outcome string
+
+// Outcomes.
+const (
+	OutcomeCompleted  Outcome = "completed"
+	OutcomeRolledBack Outcome = "rolled_back"
+	OutcomeFailed     Outcome = "failed"
+)
+
+// Report sums up a rotation. It holds fingerprints, never keys.
+type Report struct {
+	Deployment     string    `json:"deployment"`
+	RotationID     string    `json:"rotation_id"`
+	Kind           Kind      `json:"kind"`
+	Outcome        Outcome   `json:"outcome"`
+	Resumed        bool      `json:"resumed"`
+	Adopted        bool      `json:"adopted,omitempty"`
+	Phase          Phase     `json:"phase"`
+	OldFingerprint string    `json:"old_fingerprint"`
+	NewFingerprint string    `json:"new_fingerprint"`
+	Nodes          []string  `json:"nodes"`
+	Restarts       int       `json:"restarts"`
+	Started        time.Time `json:"started"`
+	Finished       time.Time `json:"finished"`
+	Error          string    `json:"error,omitempty"`
+}
+
+// Rotate runs one rotation of the deployment's admin key, or first finishes (or rolls back) one that an earlier run
+// left in the journal. It holds the deployment's lease throughout.
+func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err error) {
+	rep = Report{Deployment: r.opt.Deployment, Started: r.opt.Now()}
+	l, err := acquire(ctx, r.store, r.opt.Deployment, r.opt.Owner, r.opt.LeaseTTL, r.opt.Now)
+	if err != nil {
+		return rep, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); r.keepRenewed(ctx, l, cancel) }()
+	defer func() {
+		cancel(nil)
+		wg.Wait()
+		if errors.Is(err, ErrLeaseLost) {
+			return // the lease is someone else's now
+		}
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer rcancel()
+		if rerr := l.release(rctx); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+
+	j := l.journal()
+	if !j.Phase.Final() {
+		rep.Resumed = true
+		r.opt.Logger.Info("resuming an interrupted rotation", "deployment", r.opt.Deployment, "rotation_id", j.RotationID, "phase", string(j.Phase))
+	} else if err := r.begin(ctx, l, req, &rep); err != nil {
+		rep.Outcome, rep.Error, rep.Finished = OutcomeFailed, err.Error(), r.opt.Now()
+		return rep, err
+	}
+	err = r.drive(ctx, l, &rep)
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
+		err = cause
+	}
+	j = l.journal()
+	rep.RotationID, rep.Kind, rep.Phase = j.RotationID, j.Kind, j.Phase
+	rep.OldFingerprint, rep.NewFingerprint = r.fp(j.OldKey), r.fp(j.PendingKey)
+	for _, n := range r.nodes {
+		rep.Nodes = append(rep.Nodes, n.Name())
+	}
+	rep.Finished = r.opt.Now()
+	switch {
+	case err == nil && j.Phase == PhaseDone:
+		rep.Outcome = OutcomeCompleted
+	case j.Phase == PhaseRolledBack:
+		rep.Outcome, rep.Error = OutcomeRolledBack, j.Error
+		if err == nil {
+			err = fmt.Errorf("deployment %s: %w: %s", r.opt.Deployment, ErrRolledBack, j.Error)
+		}
+	default:
+		rep.Outcome = OutcomeFailed
+		if err != nil {
+			rep.Error = err.Error()
+		}
+	}
+	return rep, err
+}
+
+// keepRenewed renews the lease every third of its TTL until ctx ends; losing the lease cancels ctx.
+func (r *Rotator) keepRenewed(ctx context.Context, l *lease, cancel context.CancelCauseFunc) {
+	t := time.NewTicker(r.opt.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := l.update(ctx, func(*Journal) {}); errors.Is(err, ErrLeaseLost) {
+				r.opt.Logger.Error("lease lost; stopping", "deployment", r.opt.Deployment)
+				cancel(ErrLeaseLost)
+				return
+			} else if err != nil && ctx.Err() == nil {
+				r.opt.Logger.Warn("lease renewal failed; will retry", "deployment", r.opt.Deployment, "error", err)
+			}
+		}
+	}
+}
+
+// begin runs the preflight, mints the new key and journals it before any node is touched.
+func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report) error {
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	if errors.Is(err, ErrNotFound) {
+		if !req.Adopt {
+			return fmt.Errorf("deployment %s: %w; run with adopt to import the key the nodes use now", r.opt.Deployment, ErrNoKey)
+		}
+		cur, err = r.adopt(ctx)
+		rep.Adopted = err == nil
+	}
+	if err != nil {
+		return err
+	}
+	r.emit(Event{Step: "preflight", Fingerprint: r.fp(cur.Key), Message: fmt.Sprintf("checking %d nodes against the current key", len(r.nodes))})
+	for _, n := range r.nodes {
+		if _, err := n.Keys(ctx); err != nil {
+			return fmt.Errorf("preflight: %w", err)
+		}
+	}
+	if err := r.checkAll(ctx, cur.Key); err != nil {
+		return err
+	}
+	newKey, err := NewKey()
+	if err != nil {
+		return err
+	}
+	kind, phase := KindScheduled, PhaseStaging
+	if req.Emergency {
+		kind, phase = KindEmergency, PhaseCutting
+	}
+	now := r.opt.Now()
+	err = r.journal(ctx, l, func(j *Journal) {
+		*j = Journal{
+			RotationID: now.UTC().Format("20060102T150405Z") + "-" + newID()[:6], Kind: kind, Phase: phase,
+			PendingKey: newKey, OldKey: cur.Key, BaseVersion: cur.Version, StartedAt: now,
+		}
+	})
+	if err != nil {
+		return err
+	}
+	j := l.journal()
+	r.emitJ(j, Event{Step: "minted", Fingerprint: r.fp(newKey), Message: "new key minted and journaled"})
+	r.checkpoint("minted")
+	return nil
+}
+
+// adopt imports the key every node is configured with into the store (version 1), after checking that every node
+// has the same key and accepts it.
+func (r *Rotator) adopt(ctx context.Context) (KeyRecord, error) {
+	var key Key
+	for _, n := range r.nodes {
+		s, err := n.Keys(ctx)
+		if err != nil {
+			return KeyRecord{}, fmt.Errorf("adopt: %w", err)
+		}
+		switch {
+		case s.APIKey.IsZero():
+			return KeyRecord{}, fmt.Errorf("adopt: node %s has no api_key", n.Name())
+		case key.IsZero():
+			key = s.APIKey
+		case !key.Equal(s.APIKey):
+			return KeyRecord{}, fmt.Errorf("adopt: node %s has api_key %s, another node %s; adopt needs one key on every node", n.Name(), r.fp(s.APIKey), r.fp(key))
+		}
+	}
+	if err := r.checkAll(ctx, key); err != nil {
+		return KeyRecord{}, fmt.Errorf("adopt: %w", err)
+	}
+	rec := KeyRecord{Key: key, Fingerprint: r.fp(key), Since: r.opt.Now(), RotationID: "adopted"}
+	v, err := r.store.Publish(ctx, r.opt.Deployment, rec, 0)
+	if err != nil {
+		return KeyRecord{}, fmt.Errorf("adopt: %w", err)
+	}
+	rec.Version = v
+	r.emit(Event{Step: "adopted", Fingerprint: rec.Fingerprint, Message: "imported the nodes' key into the store"})
+	return rec, nil
+}
+
+// DriftError lists the nodes that do not accept the store's current key.
+type DriftError struct {
+	Deployment string
+	Nodes      map[string]string // node -> what went wrong
+}
+
+func (e *DriftError) Error() string {
+	return fmt.Sprintf("deployment %s: %v: %v", e.Deployment, ErrDrift, e.Nodes)
+}
+
+// Is makes errors.Is(err, ErrDrift) hold.
+func (e *DriftError) Is(target error) bool { return target == ErrDrift }
+
+// checkAll proves that every node accepts key, waiting for nodes that are still starting.
+func (r *Rotator) checkAll(ctx context.Context, key Key) error {
+	drift := map[string]string{}
+	for _, n := range r.nodes {
+		if err := r.waitAccepts(ctx, n, key); err != nil {
+			drift[n.Name()] = err.Error()
+		}
+	}
+	if len(drift) > 0 {
+		return &DriftError{Deployment: r.opt.Deployment, Nodes: drift}
+	}
+	return nil
+}
+
+// drive runs the journal's phases to a final one.
+func (r *Rotator) drive(ctx context.Context, l *lease, rep *Report) error {
+	for {
+		j := l.journal()
+		var err error
+		switch j.Phase {
+		case PhaseDone, PhaseRolledBack:
+			return nil
+		case PhaseStaging:
+			err = r.eachNode(ctx, l, rep, "stage", Slots{APIKey: j.OldKey, AltAPIKey: j.PendingKey}, []Key{j.OldKey, j.PendingKey}, nil, PhasePublishing)
+		case PhaseCutting:
+			err = r.cut(ctx, l, rep)
+		case PhasePublishing:
+			err = r.publish(ctx, l)
+		case PhaseGrace:
+			err = r.grace(ctx, l)
+		case PhasePromoting:
+			err = r.eachNode(ctx, l, rep, "promote", Slots{APIKey: j.PendingKey}, []Key{j.PendingKey}, []Key{j.OldKey}, PhaseRetiring)
+			if err != nil && !stopped(ctx, err) {
+				err = r.unpromote(ctx, l, rep, err)
+			}
+		case PhaseRetiring:
+			err = r.retire(ctx, l)
+		case PhaseRollingBack:
+			err = r.rollback(ctx, l, rep)
+		default:
+			return fmt.Errorf("journal of %s: unknown phase %q", r.opt.Deployment, j.Phase)
+		}
+		if err == nil {
+			continue
+		}
+		if stopped(ctx, err) || (j.Phase != PhaseStaging && j.Phase != PhaseCutting) {
+			return err
+		}
+		// A node failed while the store's current key is still the old one: roll every node back to it.
+		r.opt.Logger.Error("rotation failed; rolling back", "deployment", r.opt.Deployment, "phase", string(j.Phase), "error", err)
+		if jerr := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Error, j.NodesDone = PhaseRollingBack, err.Error(), nil }); jerr != nil {
+			return errors.Join(err, jerr)
+		}
+	}
+}
+
+// stopped says whether err means "stop now and leave the journal for the next run" rather than "roll back".
+func stopped(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, context.Canceled)
+}
+
+// eachNode moves the nodes one at a time to want (the read-only slot kept as each node has it), checking each before
+// the next: the accept keys work and the refuse keys get 401/403. Then the journal moves to next.
+func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, step string, want Slots, accept, refuse []Key, next Phase) error {
+	for _, n := range r.nodes {
+		if l.journal().done(n.Name()) {
+			continue
+		}
+		if err := r.journal(ctx, l, func(j *Journal) { j.Node = n.Name() }); err != nil {
+			return err
+		}
+		r.checkpoint(step + ":" + n.Name() + ":begin")
+		if err := r.moveNode(ctx, l.journal(), n, want, accept, refuse, step, rep); err != nil {
+			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
+		}
+		if err := r.journal(ctx, l, func(j *Journal) { j.markDone(n.Name()) }); err != nil {
+			return err
+		}
+		r.checkpoint(step + ":" + n.Name() + ":done")
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.NodesDone, j.Node = next, nil, "" }); err != nil {
+		return err
+	}
+	r.checkpoint(step + "d")
+	return nil
+}
+
+// moveNode gives one node the slots want (keeping its read-only slot) unless it already has them and answers as
+// wanted, restarts it, and checks it.
+func (r *Rotator) moveNode(ctx context.Context, j Journal, n Node, want Slots, accept, refuse []Key, step string, rep *Report) error {
+	have, err := n.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	want.ReadOnlyKey = have.ReadOnlyKey
+	if have.Equal(want) && r.answers(ctx, n, accept, refuse) == nil {
+		r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "already done"})
+		return nil
+	}
+	r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "restarting: " + n.Method()})
+	if err := n.Apply(ctx, want); err != nil {
+		return err
+	}
+	rep.Restarts++
+	for _, k := range accept {
+		if err := r.waitAccepts(ctx, n, k); err != nil {
+			return err
+		}
+	}
+	if err := r.answers(ctx, n, nil, refuse); err != nil {
+		return err
+	}
+	r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "checked: " + r.describe(accept, refuse)})
+	return nil
+}
+
+// answers checks once that n accepts every accept key and refuses every refuse key.
+func (r *Rotator) answers(ctx context.Context, n Node, accept, refuse []Key) error {
+	for _, k := range accept {
+		if err := n.Probe(ctx, k); err != nil {
+			return fmt.Errorf("key %s: %w", r.fp(k), err)
+		}
+	}
+	for _, k := range refuse {
+		err := n.Probe(ctx, k)
+		if err == nil {
+			return fmt.Errorf("key %s is still accepted", r.fp(k))
+		}
+		if !errors.Is(err, ErrRejected) {
+			return fmt.Errorf("key %s: %w", r.fp(k), err)
+		}
+	}
+	return nil
+}
+
+// waitAccepts waits (up to ReadyTimeout) until n accepts key; a rejection or a stopped node ends the wait at once.
+func (r *Rotator) waitAccepts(ctx context.Context, n Node, key Key) error {
+	return retry(ctx, r.opt.ReadyTimeout, func() error {
+		err := n.Probe(ctx, key)
+		if errors.Is(err, ErrRejected) || errors.Is(err, ErrNodeDown) {
+			return permanent(fmt.Errorf("key %s: %w", r.fp(key), err))
+		}
+		if err != nil {
+			return fmt.Errorf("key %s: %w", r.fp(key), err)
+		}
+		return nil
+	})
+}
+
+// cut is the emergency step: every node at once gets the new key alone, so the old one is refused as fast as the
+// nodes restart.
+func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
+	j := l.journal()
+	want := Slots{APIKey: j.PendingKey}
+	errs := make([]error, len(r.nodes))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i, n := range r.nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var local Report
+			if err := r.moveNode(ctx, j, n, want, []Key{j.PendingKey}, []Key{j.OldKey}, "cut", &local); err != nil {
+				errs[i] = fmt.Errorf("cut node %s: %w", n.Name(), err)
+			}
+			mu.Lock()
+			rep.Restarts += local.Restarts
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase = PhasePublishing }); err != nil {
+		return err
+	}
+	r.checkpoint("cut")
+	return nil
+}
+
+// publish makes the new key current for consumers (a new version; the old one stays readable as the previous).
+func (r *Rotator) publish(ctx context.Context, l *lease) error {
+	j := l.journal()
+	rec := KeyRecord{Key: j.PendingKey, Fingerprint: r.fp(j.PendingKey), Since: r.opt.Now(), RotationID: j.RotationID}
+	_, err := r.store.Publish(ctx, r.opt.Deployment, rec, j.BaseVersion)
+	if errors.Is(err, ErrConflict) {
+		// Published already (a run that crashed after publishing, or a lost answer), or changed by someone else.
+		cur, rerr := r.store.ReadCurrent(ctx, r.opt.Deployment)
+		if rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		if cur.RotationID != j.RotationID {
+			return fmt.Errorf("publish: the consumer record moved to version %d (rotation %s) during this rotation", cur.Version, cur.RotationID)
+		}
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	next := PhaseGrace
+	if j.Kind == KindEmergency {
+		next = PhaseRetiring
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.PublishedAt = next, r.opt.Now() }); err != nil {
+		return err
+	}
+	r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "new key is current for consumers"})
+	r.checkpoint("published")
+	return nil
+}
+
+// grace waits until consumers have had Grace to move to the new key (counted from publication, across restarts).
+func (r *Rotator) grace(ctx context.Context, l *lease) error {
+	j := l.journal()
+	wait := j.PublishedAt.Add(r.opt.Grace).Sub(r.opt.Now())
+	if wait > 0 {
+		r.emitJ(j, Event{Step: "grace", Message: fmt.Sprintf("waiting %s for consumers to move to the new key", wait.Round(time.Millisecond))})
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(wait):
+		}
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.NodesDone = PhasePromoting, nil }); err != nil {
+		return err
+	}
+	r.checkpoint("grace")
+	return nil
+}
+
+// unpromote handles a node that failed its promotion: the store's current key is already the new one, so the node
+// goes back to the staged slots (new key primary, old key alternate), which accept it; the journal stays resumable.
+func (r *Rotator) unpromote(ctx context.Context, l *lease, rep *Report, cause error) error {
+	j := l.journal()
+	r.opt.Logger.Error("promotion failed; restoring the staged slots on the node", "deployment", r.opt.Deployment, "node", j.Node, "error", cause)
+	for _, n := range r.nodes {
+		if n.Name() != j.Node {
+			continue
+		}
+		staged := Slots{APIKey: j.PendingKey, AltAPIKey: j.OldKey}
+		if err := r.moveNode(ctx, j, n, staged, []Key{j.PendingKey}, nil, "restore", rep); err != nil {
+			return errors.Join(cause, fmt.Errorf("restore node %s: %w", n.Name(), err))
+		}
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Node, j.Error = "", cause.Error() }); err != nil {
+		return errors.Join(cause, err)
+	}
+	return cause
+}
+
+// retire labels the old key retired in the store and ends the rotation.
+func (r *Rotator) retire(ctx context.Context, l *lease) error {
+	j := l.journal()
+	if j.BaseVersion > 0 {
+		if err := r.store.Retire(ctx, r.opt.Deployment, j.BaseVersion, r.opt.Now()); err != nil {
+			return fmt.Errorf("retire: %w", err)
+		}
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.Error = PhaseDone, "", "" }); err != nil {
+		return err
+	}
+	r.emitJ(j, Event{Step: "retired", Fingerprint: r.fp(j.OldKey), Message: "old key refused by every node and retired"})
+	r.checkpoint("retired")
+	return nil
+}
+
+// rollback puts every node back on the store's current key (the old one) alone and ends the rotation rolled back.
+func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
+	j := l.journal()
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	if cur.RotationID == j.RotationID {
+		return fmt.Errorf("rollback: the new key is already published (version %d); rerun to finish the rotation", cur.Version)
+	}
+	r.emitJ(j, Event{Step: "rollback", Fingerprint: r.fp(cur.Key), Message: "putting every node back on the current key: " + j.Error})
+	for _, n := range r.nodes {
+		if err := r.moveNode(ctx, j, n, Slots{APIKey: cur.Key}, []Key{cur.Key}, nil, "rollback", rep); err != nil {
+			return fmt.Errorf("rollback node %s: %w", n.Name(), err)
+		}
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.NodesDone = PhaseRolledBack, "", nil }); err != nil {
+		return err
+	}
+	r.checkpoint("rolled_back")
+	return nil
+}
+
+// journal writes a journal change, retrying transient store errors.
+func (r *Rotator) journal(ctx context.Context, l *lease, change func(*Journal)) error {
+	return retry(ctx, r.opt.ReadyTimeout, func() error {
+		err := l.update(ctx, change)
+		if errors.Is(err, ErrLeaseLost) {
+			return permanent(err)
+		}
+		return err
+	})
+}
+
+func (r *Rotator) fp(k Key) string { return r.opt.Fingerprints.Of(k) }
+
+// describe says which keys a check accepted and refused, by fingerprint.
+func (r *Rotator) describe(accept, refuse []Key) string {
+	s := ""
+	for _, k := range accept {
+		s += r.fp(k) + " accepted, "
+	}
+	for _, k := range refuse {
+		s += r.fp(k) + " refused, "
+	}
+	return strings.TrimSuffix(s, ", ")
+}
+
+func (r *Rotator) checkpoint(point string) {
+	if r.opt.Checkpoint != nil {
+		r.opt.Checkpoint(point)
+	}
+}

@@ -1,0 +1,474 @@
+package rotation
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+type bed struct {
+	t      *testing.T
+	store  *memStore
+	nodes  []*fakeNode
+	k1     Key
+	clock  *clock
+	events []Event
+	logs   bytes.Buffer
+	mu     sync.Mutex
+	// violations counts moments when a running node refused the store's current key.
+	violations int
+}
+
+func newBed(t *testing.T, n int) *bed {
+	t.Helper()
+	b := &bed{t: t, store: newMemStore(), clock: &clock{t: time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)}}
+	k1, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.k1 = k1
+	if _, err := b.store.Publish(context.Background(), "prod", KeyRecord{Key: k1, RotationID: "adopted"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		node := newFakeNode("qdrant-"+string(rune('a'+i)), Slots{APIKey: k1})
+		node.onApply = b.checkInvariant
+		b.nodes = append(b.nodes, node)
+	}
+	return b
+}
+
+// checkInvariant: every running node accepts the store's current key.
+func (b *bed) checkInvariant() {
+	cur, err := b.store.ReadCurrent(context.Background(), "prod")
+	if err != nil {
+		return
+	}
+	for _, n := range b.nodes {
+		n.mu.Lock()
+		up := n.up
+		n.mu.Unlock()
+		if up && !n.accepts(cur.Key) {
+			b.mu.Lock()
+			b.violations++
+			b.mu.Unlock()
+		}
+	}
+}
+
+func (b *bed) rotator(opts ...func(*Options)) *Rotator {
+	b.t.Helper()
+	fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
+	o := Options{
+		Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now,
+		Logger:  slog.New(slog.NewJSONHandler(&b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Observe: func(e Event) { b.mu.Lock(); b.events = append(b.events, e); b.mu.Unlock() },
+	}
+	for _, f := range opts {
+		f(&o)
+	}
+	nodes := make([]Node, len(b.nodes))
+	for i, n := range b.nodes {
+		nodes[i] = n
+	}
+	r, err := New(b.store, nodes, o)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+func (b *bed) current() KeyRecord {
+	b.t.Helper()
+	cur, err := b.store.ReadCurrent(context.Background(), "prod")
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return cur
+}
+
+// assertSettled: every node runs the store's current key alone, refuses every other key given, and the journal is
+// final and unlocked.
+func (b *bed) assertSettled(refuse ...Key) {
+	b.t.Helper()
+	cur := b.current()
+	for _, n := range b.nodes {
+		if !n.accepts(cur.Key) {
+			b.t.Errorf("node %s refuses the current key", n.name)
+		}
+		for _, k := range refuse {
+			if n.accepts(k) {
+				b.t.Errorf("node %s still accepts a key it should refuse", n.name)
+			}
+		}
+	}
+	j, _, _ := b.store.ReadJournal(context.Background(), "prod")
+	if !j.Phase.Final() || j.Owner != "" {
+		b.t.Errorf("journal phase %q owner %q, want final and unlocked", j.Phase, j.Owner)
+	}
+	if b.violations != 0 {
+		b.t.Errorf("%d times a running node refused the store's current key", b.violations)
+	}
+}
+
+func TestRotateCompletes(t *testing.T) {
+	b := newBed(t, 3)
+	rep, err := b.rotator().Rotate(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Outcome != OutcomeCompleted || rep.Restarts != 6 || rep.Kind != KindScheduled {
+		t.Errorf("report outcome %s restarts %d kind %s; want completed, 6, scheduled", rep.Outcome, rep.Restarts, rep.Kind)
+	}
+	cur := b.current()
+	if cur.Version != 2 || cur.Key.Equal(b.k1) || cur.RotationID != rep.RotationID {
+		t.Errorf("current record version %d rotation %s; want version 2 of this rotation", cur.Version, cur.RotationID)
+	}
+	b.assertSettled(b.k1)
+	for _, n := range b.nodes {
+		if !n.configured.AltAPIKey.IsZero() {
+			t.Errorf("node %s keeps an alt key after promotion", n.name)
+		}
+	}
+	if got := b.store.retired["prod"]; len(got) != 1 || got[0] != 1 {
+		t.Errorf("retired versions %v, want [1]", got)
+	}
+	// Order: every node staged before any promotion.
+	var order []string
+	for _, e := range b.events {
+		if e.Message != "" && strings.HasPrefix(e.Message, "restarting") {
+			order = append(order, e.Step+":"+e.Node)
+		}
+	}
+	want := "stage:qdrant-a stage:qdrant-b stage:qdrant-c promote:qdrant-a promote:qdrant-b promote:qdrant-c"
+	if strings.Join(order, " ") != want {
+		t.Errorf("restart order %v, want %s", order, want)
+	}
+}
+
+func TestRotateTwiceInARow(t *testing.T) {
+	b := newBed(t, 2)
+	for i := 0; i < 2; i++ {
+		if _, err := b.rotator().Rotate(context.Background(), Request{}); err != nil {
+			t.Fatalf("rotation %d: %v", i, err)
+		}
+	}
+	if v := b.current().Version; v != 3 {
+		t.Errorf("version %d after two rotations, want 3", v)
+	}
+	b.assertSettled(b.k1)
+}
+
+func TestRollbackWhenANodeRefusesToStart(t *testing.T) {
+	b := newBed(t, 3)
+	b.nodes[1].refuse = func(s Slots) bool { return !s.AltAPIKey.IsZero() }
+	rep, err := b.rotator().Rotate(context.Background(), Request{})
+	if !errors.Is(err, ErrRolledBack) {
+		t.Fatalf("error = %v, want ErrRolledBack", err)
+	}
+	if rep.Outcome != OutcomeRolledBack || !strings.Contains(rep.Error, "qdrant-b") {
+		t.Errorf("report outcome %s error %q; want rolled_back naming qdrant-b", rep.Outcome, rep.Error)
+	}
+	if cur := b.current(); cur.Version != 1 || !cur.Key.Equal(b.k1) {
+		t.Errorf("the consumer record changed (version %d)", cur.Version)
+	}
+	j, _, _ := b.store.ReadJournal(context.Background(), "prod")
+	if j.Phase != PhaseRolledBack || !strings.Contains(j.Error, "qdrant-b") || !strings.Contains(j.Error, ErrNodeDown.Error()) {
+		t.Errorf("journal phase %s error %q; want rolled_back with the reason", j.Phase, j.Error)
+	}
+	b.assertSettled(j.PendingKey)
+	if b.nodes[2].restarts != 0 {
+		t.Errorf("node after the failing one was restarted %d times", b.nodes[2].restarts)
+	}
+}
+
+func TestEmergencyCutsTheOldKey(t *testing.T) {
+	b := newBed(t, 3)
+	rep, err := b.rotator().Rotate(context.Background(), Request{Emergency: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Kind != KindEmergency || rep.Restarts != 3 || rep.Outcome != OutcomeCompleted {
+		t.Errorf("report kind %s restarts %d outcome %s", rep.Kind, rep.Restarts, rep.Outcome)
+	}
+	cur := b.current()
+	for _, n := range b.nodes {
+		if n.accepts(b.k1) || !n.accepts(cur.Key) {
+			t.Errorf("node %s: old key accepted or new key refused", n.name)
+		}
+	}
+	if len(b.store.retired["prod"]) != 1 {
+		t.Errorf("old key not retired")
+	}
+}
+
+func TestPromoteFailureRestoresStagedSlotsAndResumes(t *testing.T) {
+	b := newBed(t, 3)
+	k1 := b.k1
+	b.nodes[2].refuse = func(s Slots) bool { return s.AltAPIKey.IsZero() && !s.APIKey.Equal(k1) }
+	rep, err := b.rotator().Rotate(context.Background(), Request{})
+	if err == nil || rep.Outcome != OutcomeFailed {
+		t.Fatalf("error = %v outcome %s, want a failure", err, rep.Outcome)
+	}
+	cur := b.current()
+	if cur.Key.Equal(k1) {
+		t.Fatal("the new key should be published before promotion")
+	}
+	for _, n := range b.nodes {
+		if !n.accepts(cur.Key) {
+			t.Errorf("node %s refuses the current key after the failed promotion", n.name)
+		}
+	}
+	if b.violations != 0 {
+		t.Errorf("%d invariant violations", b.violations)
+	}
+	b.nodes[2].refuse = nil
+	b.clock.Add(2 * time.Hour)
+	rep, err = b.rotator().Rotate(context.Background(), Request{})
+	if err != nil || !rep.Resumed || rep.Outcome != OutcomeCompleted {
+		t.Fatalf("rerun: err %v resumed %v outcome %s", err, rep.Resumed, rep.Outcome)
+	}
+	b.assertSettled(k1)
+}
+
+// crash makes the store refuse every write from now on (the process is gone), then stops the rotator.
+type crash struct{ point string }
+
+type freezingStore struct {
+	*memStore
+	frozen bool
+}
+
+func (f *freezingStore) WriteJournal(ctx context.Context, dep string, j Journal, cas int) (int, error) {
+	if f.frozen {
+		return 0, errors.New("process is dead")
+	}
+	return f.memStore.WriteJournal(ctx, dep, j, cas)
+}
+
+func (f *freezingStore) Publish(ctx context.Context, dep string, rec KeyRecord, cas int) (int, error) {
+	if f.frozen {
+		return 0, errors.New("process is dead")
+	}
+	return f.memStore.Publish(ctx, dep, rec, cas)
+}
+
+func TestResumeAfterCrashAtEveryCheckpoint(t *testing.T) {
+	points := []string{
+		"minted",
+		"stage:qdrant-a:begin", "stage:qdrant-a:done", "stage:qdrant-b:begin", "stage:qdrant-b:done", "staged",
+		"published", "grace",
+		"promote:qdrant-a:begin", "promote:qdrant-a:done", "promote:qdrant-b:begin", "promoted",
+		"retired",
+	}
+	for _, point := range points {
+		t.Run(point, func(t *testing.T) {
+			b := newBed(t, 2)
+			fs := &freezingStore{memStore: b.store}
+			run := func(hook func(string)) (rep Report, err error, crashed bool) {
+				nodes := []Node{b.nodes[0], b.nodes[1]}
+				fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
+				r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now, Checkpoint: hook})
+				if nerr != nil {
+					t.Fatal(nerr)
+				}
+				defer func() {
+					if p := recover(); p != nil {
+						if _, ok := p.(crash); !ok {
+							panic(p)
+						}
+						crashed = true
+					}
+				}()
+				rep, err = r.Rotate(context.Background(), Request{})
+				return rep, err, false
+			}
+			seen := false
+			_, _, crashed := run(func(p string) {
+				if p == point {
+					seen = true
+					fs.frozen = true
+					panic(crash{p})
+				}
+			})
+			if !seen || !crashed {
+				t.Fatalf("checkpoint %s was never reached", point)
+			}
+			fs.frozen = false
+			b.clock.Add(2 * time.Hour) // the dead rotator's lease expires
+			rep, err, _ := run(nil)
+			if err != nil {
+				t.Fatalf("rerun after a crash at %s: %v", point, err)
+			}
+			if rep.Outcome != OutcomeCompleted {
+				t.Errorf("rerun outcome %s", rep.Outcome)
+			}
+			if point != "retired" && !rep.Resumed {
+				t.Errorf("rerun did not resume the interrupted rotation")
+			}
+			b.assertSettled(b.k1)
+		})
+	}
+}
+
+func TestSecondRotatorIsLockedOut(t *testing.T) {
+	b := newBed(t, 2)
+	var second error
+	first := b.rotator(func(o *Options) {
+		o.Owner = "first"
+		o.Checkpoint = func(p string) {
+			if p == "minted" {
+				_, second = b.rotator(func(o *Options) { o.Owner = "second" }).Rotate(context.Background(), Request{})
+			}
+		}
+	})
+	if _, err := first.Rotate(context.Background(), Request{}); err != nil {
+		t.Fatal(err)
+	}
+	var locked *LockedError
+	if !errors.Is(second, ErrLocked) || !errors.As(second, &locked) || locked.Owner != "first" {
+		t.Fatalf("second rotator: %v, want ErrLocked naming the first", second)
+	}
+	if v := b.current().Version; v != 2 {
+		t.Errorf("version %d, want exactly one rotation (2)", v)
+	}
+}
+
+func TestLostLeaseStopsTheHolder(t *testing.T) {
+	b := newBed(t, 2)
+	r := b.rotator(func(o *Options) {
+		o.Checkpoint = func(p string) {
+			if p == "stage:qdrant-a:done" {
+				// Another rotator took over (e.g. this one was paused past its lease).
+				j, v, _ := b.store.ReadJournal(context.Background(), "prod")
+				j.Owner = "usurper"
+				_, _ = b.store.WriteJournal(context.Background(), "prod", j, v)
+			}
+		}
+	})
+	_, err := r.Rotate(context.Background(), Request{})
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Fatalf("error = %v, want ErrLeaseLost", err)
+	}
+	if b.nodes[1].restarts != 0 {
+		t.Errorf("the holder went on to restart another node after losing the lease")
+	}
+	if j, _, _ := b.store.ReadJournal(context.Background(), "prod"); j.Owner != "usurper" {
+		t.Errorf("the old holder overwrote the new holder's journal")
+	}
+}
+
+func TestDriftStopsBeforeAnyChange(t *testing.T) {
+	b := newBed(t, 3)
+	other, _ := NewKey()
+	b.nodes[1].running = Slots{APIKey: other}
+	b.nodes[1].configured = b.nodes[1].running
+	_, err := b.rotator().Rotate(context.Background(), Request{})
+	var drift *DriftError
+	if !errors.As(err, &drift) || !errors.Is(err, ErrDrift) || len(drift.Nodes) != 1 || drift.Nodes["qdrant-b"] == "" {
+		t.Fatalf("error = %v, want a drift report naming qdrant-b only", err)
+	}
+	for _, n := range b.nodes {
+		if n.restarts != 0 {
+			t.Errorf("node %s restarted despite the drift", n.name)
+		}
+	}
+	if j, _, _ := b.store.ReadJournal(context.Background(), "prod"); j.RotationID != "" || j.Owner != "" {
+		t.Errorf("journal has rotation %q owner %q after a refused preflight", j.RotationID, j.Owner)
+	}
+}
+
+func TestAdopt(t *testing.T) {
+	b := newBed(t, 2)
+	b.store.versions["prod"] = nil
+	if _, err := b.rotator().Rotate(context.Background(), Request{}); !errors.Is(err, ErrNoKey) {
+		t.Fatalf("without adopt: %v, want ErrNoKey", err)
+	}
+	rep, err := b.rotator().Rotate(context.Background(), Request{Adopt: true})
+	if err != nil || !rep.Adopted {
+		t.Fatalf("adopt: %v (adopted %v)", err, rep.Adopted)
+	}
+	if first := b.store.versions["prod"][0]; !first.Key.Equal(b.k1) || first.RotationID != "adopted" {
+		t.Errorf("version 1 is not the adopted node key")
+	}
+	b.assertSettled(b.k1)
+}
+
+func TestPlanTouchesNothing(t *testing.T) {
+	b := newBed(t, 2)
+	p, err := b.rotator().Plan(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Steps) != 4 || p.Steps[0].Phase != PhaseStaging || p.Steps[3].Phase != PhasePromoting || p.Steps[0].After.AltAPIKey != newKeyLabel {
+		t.Errorf("plan steps %+v", p.Steps)
+	}
+	for _, n := range b.nodes {
+		if n.restarts != 0 {
+			t.Error("plan restarted a node")
+		}
+	}
+	if v := b.current().Version; v != 1 {
+		t.Error("plan wrote to the store")
+	}
+	if _, v, _ := b.store.ReadJournal(context.Background(), "prod"); v != 0 {
+		t.Error("plan wrote the journal")
+	}
+}
+
+func TestNoKeyMaterialInOutputs(t *testing.T) {
+	b := newBed(t, 2)
+	b.nodes[1].refuse = func(s Slots) bool { return !s.AltAPIKey.IsZero() }
+	rep1, err1 := b.rotator().Rotate(context.Background(), Request{})
+	b.nodes[1].refuse = nil
+	rep2, err2 := b.rotator().Rotate(context.Background(), Request{})
+	v, err3 := b.rotator().Verify(context.Background())
+	st, err4 := b.rotator().Status(context.Background())
+	p, err5 := b.rotator().Plan(context.Background(), Request{Emergency: true})
+	var out bytes.Buffer
+	out.WriteString(b.logs.String())
+	for _, x := range []any{rep1, rep2, v, st, p, b.events} {
+		js, _ := json.Marshal(x)
+		out.Write(js)
+	}
+	for _, e := range []error{err1, err2, err3, err4, err5} {
+		if e != nil {
+			out.WriteString(e.Error())
+		}
+	}
+	keys := []Key{b.k1}
+	for _, rec := range b.store.versions["prod"] {
+		keys = append(keys, rec.Key)
+	}
+	j, _, _ := b.store.ReadJournal(context.Background(), "prod")
+	keys = append(keys, j.PendingKey)
+	for i, k := range keys {
+		if k.IsZero() {
+			continue
+		}
+		if strings.Contains(out.String(), k.Reveal()) {
+			t.Errorf("key %d appears in logs, events, reports or errors", i)
+		}
+	}
+	if !strings.Contains(out.String(), "fp:") {
+		t.Error("outputs name no fingerprints at all; the check is vacuous")
+	}
+}

@@ -1,0 +1,339 @@
+// Package harness runs Qdrant stand-in containers (or any Qdrant image) on the real Docker Engine for tests and the
+// demo: it builds the stand-in image, creates a network per run, publishes each node's REST port on 127.0.0.1 only,
+// and removes every container, network and volume it made. Everything it creates carries the label Label plus the
+// creating process id, so a crashed run's leftovers are removed by the next run.
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/qdrantrotator/rotator/qdrantctl"
+)
+
+const (
+	// Label marks every object the harness creates.
+	Label = "io.qdrant-rotator.testbed"
+	// ownerLabel holds the id of the process that created the object.
+	ownerLabel = "io.qdrant-rotator.owner-pid"
+	// RESTPort is the port Qdrant serves REST on inside its container.
+	RESTPort = 6333
+)
+
+// RepoRoot returns the repository's root folder (the harness is compiled from source inside it).
+func RepoRoot() (string, error) {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("harness: cannot locate the repository")
+	}
+	return filepath.Abs(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// BuildStandinImage builds the stand-in's static binary and an image FROM scratch around it, laid out like Qdrant's
+// (testbed/standin/image). The tag carries a hash of the binary and the image files, so an unchanged stand-in is
+// built once and reused by every later run.
+func BuildStandinImage(ctx context.Context, eng *qdrantctl.Engine) (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "standin-build-")
+	if err != nil {
+		return "", fmt.Errorf("build stand-in: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	bin := filepath.Join(tmp, "qdrant-standin")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./testbed/cmd/qdrant-standin")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build stand-in binary: %w\n%s", err, out)
+	}
+	files := []qdrantctl.File{}
+	add := func(name, path string, mode int64) error {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("build stand-in image: %w", err)
+		}
+		files = append(files, qdrantctl.File{Name: name, Mode: mode, Data: data})
+		return nil
+	}
+	imageDir := filepath.Join(root, "testbed", "standin", "image")
+	if err := add("Dockerfile", filepath.Join(imageDir, "Dockerfile"), 0o644); err != nil {
+		return "", err
+	}
+	if err := add("qdrant-standin", bin, 0o755); err != nil {
+		return "", err
+	}
+	configs, err := filepath.Glob(filepath.Join(imageDir, "config", "*.yaml"))
+	if err != nil || len(configs) == 0 {
+		return "", fmt.Errorf("build stand-in image: no config files in %s", imageDir)
+	}
+	for _, c := range configs {
+		if err := add("config/"+filepath.Base(c), c, 0o644); err != nil {
+			return "", err
+		}
+	}
+	h := sha256.New()
+	for _, f := range files {
+		h.Write([]byte(f.Name))
+		h.Write(f.Data)
+	}
+	tag := "qdrant-standin:" + hex.EncodeToString(h.Sum(nil))[:12]
+	if ok, err := eng.ImageExists(ctx, tag); err != nil || ok {
+		return tag, err
+	}
+	if err := eng.BuildImage(ctx, tag, map[string]string{Label: "image"}, files); err != nil {
+		return "", err
+	}
+	return tag, nil
+}
+
+// Harness owns the Docker objects of one test (or one demo run).
+type Harness struct {
+	Engine  *qdrantctl.Engine
+	run     string
+	network string // id
+	netName string
+
+	mu  sync.Mutex
+	seq int
+}
+
+// New connects to the Docker Engine, removes leftovers of crashed earlier runs, and creates a network for this run.
+func New(ctx context.Context) (*Harness, error) {
+	eng, err := qdrantctl.NewEngine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := Sweep(ctx, eng, false); err != nil {
+		eng.Close()
+		return nil, err
+	}
+	run := randomID()
+	h := &Harness{Engine: eng, run: run, netName: "qdrant-testbed-" + run}
+	h.network, err = eng.CreateNetwork(ctx, h.netName, h.labels())
+	if err != nil {
+		eng.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+// Network is the name of the run's Docker network.
+func (h *Harness) Network() string { return h.netName }
+
+func (h *Harness) labels() map[string]string {
+	return map[string]string{Label: h.run, ownerLabel: strconv.Itoa(os.Getpid())}
+}
+
+// Sweep removes objects carrying Label. With all=false it removes only those whose creating process is gone (a
+// crashed run); with all=true everything (make demo-down, make clean-testbed).
+func Sweep(ctx context.Context, eng *qdrantctl.Engine, all bool) error {
+	stale := func(l qdrantctl.Labelled) bool {
+		if all {
+			return true
+		}
+		pid, err := strconv.Atoi(l.Labels[ownerLabel])
+		if err != nil {
+			return false // not ours to judge (e.g. the image label)
+		}
+		return !processAlive(pid)
+	}
+	var errs []error
+	containers, err := eng.Containers(ctx, Label)
+	errs = append(errs, err)
+	for _, c := range containers {
+		if stale(c) {
+			errs = append(errs, eng.RemoveContainer(ctx, c.ID))
+		}
+	}
+	networks, err := eng.Networks(ctx, Label)
+	errs = append(errs, err)
+	for _, n := range networks {
+		if stale(n) {
+			errs = append(errs, eng.RemoveNetwork(ctx, n.ID))
+		}
+	}
+	volumes, err := eng.Volumes(ctx, Label)
+	errs = append(errs, err)
+	for _, v := range volumes {
+		if stale(v) {
+			errs = append(errs, eng.RemoveVolume(ctx, v.ID))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+// Close removes every container and the network of this run (found by the run's label, so containers a rotation
+// recreated under new ids go too), and closes the Engine connection.
+func (h *Harness) Close(ctx context.Context) error {
+	containers, err := h.Engine.Containers(ctx, Label+"="+h.run)
+	errs := []error{err}
+	for _, c := range containers {
+		errs = append(errs, h.Engine.RemoveContainer(ctx, c.ID))
+	}
+	errs = append(errs, h.Engine.RemoveNetwork(ctx, h.network))
+	errs = append(errs, h.Engine.Close())
+	return errors.Join(errs...)
+}
+
+// NodeSpec describes one node container.
+type NodeSpec struct {
+	// Name is the container name and its DNS alias on the run's network; empty picks "qdrant-<run>-<n>".
+	Name  string
+	Image string
+	Env   []string
+	Args  []string
+	// Files are copied under /qdrant before the first start (e.g. "config/local.yaml").
+	Files map[string]string
+	// Binds are bind mounts ("host:container[:options]").
+	Binds []string
+	// Scheme is "http" (default) or "https".
+	Scheme string
+}
+
+// Node is one container of the run.
+type Node struct {
+	ID   string
+	Name string
+	// URL is the node's REST address on 127.0.0.1, valid while it runs (the host port may change on restart).
+	URL string
+
+	h      *Harness
+	scheme string
+}
+
+// Create creates a node container without starting it.
+func (h *Harness) Create(ctx context.Context, spec NodeSpec) (*Node, error) {
+	name := spec.Name
+	if name == "" {
+		h.mu.Lock()
+		h.seq++
+		name = fmt.Sprintf("qdrant-%s-%d", h.run, h.seq)
+		h.mu.Unlock()
+	}
+	id, err := h.Engine.CreateContainer(ctx, qdrantctl.ContainerSpec{
+		Name: name, Image: spec.Image, Env: spec.Env, Cmd: spec.Args, Labels: h.labels(),
+		Network: h.netName, Aliases: []string{name}, Publish: []int{RESTPort}, Binds: spec.Binds,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{ID: id, Name: name, h: h, scheme: spec.Scheme}
+	if n.scheme == "" {
+		n.scheme = "http"
+	}
+	if len(spec.Files) > 0 {
+		if err := h.Engine.CopyFiles(ctx, id, "/qdrant", spec.Files); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// StartNode creates a node, starts it and waits until its REST port answers.
+func (h *Harness) StartNode(ctx context.Context, spec NodeSpec) (*Node, error) {
+	n, err := h.Create(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Start starts the container and waits (up to 30 s) until GET / answers on its published port.
+func (n *Node) Start(ctx context.Context) error {
+	if err := n.h.Engine.StartContainer(ctx, n.ID); err != nil {
+		return err
+	}
+	port, err := n.h.Engine.HostPort(ctx, n.ID, RESTPort)
+	if err != nil {
+		return err
+	}
+	n.URL = fmt.Sprintf("%s://127.0.0.1:%d", n.scheme, port)
+	return n.WaitAnswering(ctx, 30*time.Second)
+}
+
+// WaitAnswering polls GET / (auth-exempt) until the node answers with any HTTP status, or the bound passes, or the
+// container exits.
+func (n *Node) WaitAnswering(ctx context.Context, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	client := probeClient()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/", nil)
+		if resp, err := client.Do(req); err == nil {
+			resp.Body.Close()
+			return nil
+		}
+		if running, err := n.h.Engine.Running(ctx, n.ID); err == nil && !running {
+			logs, _ := n.Logs(context.Background())
+			return fmt.Errorf("node %s exited before answering:\n%s", n.Name, logs)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("node %s did not answer on %s within %s", n.Name, n.URL, bound)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// URLOf returns the REST URL of a container by name, looking up its published port now (a recreated container gets
+// a new one).
+func (h *Harness) URLOf(ctx context.Context, name, scheme string) (string, error) {
+	info, err := h.Engine.Inspect(ctx, name)
+	if err != nil {
+		return "", err
+	}
+	port, err := h.Engine.HostPort(ctx, info.ID, RESTPort)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, port), nil
+}
+
+// Stop stops the node with SIGTERM (graceful) or SIGKILL and returns its exit code.
+func (n *Node) Stop(ctx context.Context, graceful bool) (int, error) {
+	if graceful {
+		return n.h.Engine.StopContainer(ctx, n.ID, 30*time.Second)
+	}
+	return n.h.Engine.KillContainer(ctx, n.ID, "SIGKILL")
+}
+
+// Logs returns the node's output.
+func (n *Node) Logs(ctx context.Context) (string, error) { return n.h.Engine.Logs(ctx, n.ID) }
+
+// WriteFiles copies files under /qdrant of the node's container (running or not).
+func (n *Node) WriteFiles(ctx context.Context, files map[string]string) error {
+	return n.h.Engine.CopyFiles(ctx, n.ID, "/qdrant", files)
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

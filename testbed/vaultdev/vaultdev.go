@@ -1,0 +1,195 @@
+// Package vaultdev starts the real Vault dev server (`vault server -dev`) on 127.0.0.1 for tests and the demo.
+package vaultdev
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Server is a running Vault dev server: in memory, unsealed, KV v2 mounted at secret/.
+type Server struct {
+	// Addr is the server's address, e.g. "http://127.0.0.1:41234".
+	Addr string
+	// Token is the root token.
+	Token string
+	// UnsealKey is the single unseal key the dev server printed (for seal/unseal tests).
+	UnsealKey string
+	// Bin is the vault binary that runs the server (also usable for `vault agent`).
+	Bin string
+
+	cmd  *exec.Cmd
+	out  *syncBuffer
+	done chan struct{}
+}
+
+// Binary returns a vault binary: $VAULT_BIN when set, else what testbed/vault/ensure-vault.sh yields (a vault >= 1.14
+// on PATH, or Vault v1.14.0 built once from the Go module proxy and cached outside the repository).
+func Binary(ctx context.Context) (string, error) {
+	if bin := os.Getenv("VAULT_BIN"); bin != "" {
+		return bin, nil
+	}
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		return "", errors.New("vault binary: cannot locate testbed/vault/ensure-vault.sh")
+	}
+	script := filepath.Join(filepath.Dir(file), "..", "vault", "ensure-vault.sh")
+	cmd := exec.CommandContext(ctx, "bash", script)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("vault binary: %s: %w", script, err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+// Start starts a dev server with the given root token on a free 127.0.0.1 port and waits until it answers
+// unsealed and active. Its output goes to logs (may be nil) as well as to the server's own buffer.
+func Start(ctx context.Context, bin, token string, logs io.Writer) (*Server, error) {
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken between probe and bind
+		s, err := start(ctx, bin, token, logs)
+		if err == nil {
+			return s, nil
+		}
+		lastErr = err
+	}
+	return nil, lastErr
+}
+
+func start(ctx context.Context, bin, token string, logs io.Writer) (*Server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	s := &Server{Addr: "http://" + addr, Token: token, Bin: bin, out: &syncBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(bin, "server", "-dev",
+		"-dev-root-token-id="+token,
+		"-dev-listen-address="+addr,
+		"-dev-no-store-token",
+	)
+	// A clean environment: no VAULT_* of the caller's shell, and no ~/.vault-token helper surprises.
+	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "VAULT_LOG_LEVEL=warn"}
+	var w io.Writer = s.out
+	if logs != nil {
+		w = io.MultiWriter(s.out, logs)
+	}
+	s.cmd.Stdout, s.cmd.Stderr = w, w
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := s.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start vault dev server: %w", err)
+	}
+	go func() { _ = s.cmd.Wait(); close(s.done) }()
+	if err := s.waitReady(ctx, 60*time.Second); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("vault dev server on %s: %w\n%s", addr, err, s.out.String())
+	}
+	if m := regexp.MustCompile(`Unseal Key: (\S+)`).FindStringSubmatch(s.out.String()); m != nil {
+		s.UnsealKey = m[1]
+	}
+	return s, nil
+}
+
+// waitReady polls sys/health until it says initialized, unsealed and active (HTTP 200).
+func (s *Server) waitReady(ctx context.Context, bound time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-s.done:
+			return errors.New("vault exited before it was ready")
+		case <-ctx.Done():
+			return fmt.Errorf("not ready within %s", bound)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Env returns the VAULT_ADDR and VAULT_TOKEN settings that point a client at this server.
+func (s *Server) Env() []string {
+	return []string{"VAULT_ADDR=" + s.Addr, "VAULT_TOKEN=" + s.Token}
+}
+
+// Output returns what the server printed so far.
+func (s *Server) Output() string { return s.out.String() }
+
+// Stop terminates the server (SIGTERM, then SIGKILL after 10 s) and waits for it to exit.
+func (s *Server) Stop() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+// StartT starts a dev server for a test and stops it when the test ends. It fails the test when no vault binary
+// can be had or the server does not come up: tests that need Vault never skip.
+func StartT(t testing.TB) *Server {
+	t.Helper()
+	ctx := context.Background()
+	bin, err := Binary(ctx)
+	if err != nil {
+		t.Fatalf("vault is required: %v", err)
+	}
+	s, err := Start(ctx, bin, "root-"+strings.ReplaceAll(t.Name(), "/", "-"), nil)
+	if err != nil {
+		t.Fatalf("vault is required: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	return s
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,172 @@
+package vaultsync
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+// Layout under <mount>/<prefix>/ (the consumer contract, documented in the README):
+//
+//	deployments/<name>/admin     consumers read: api_key, fingerprint, current_since, rotation_id
+//	rotator/journal/<name>       rotator only: lease and rotation state, including the pending key
+//	rotator/fingerprint          rotator only: the secret that keys fingerprints
+const (
+	retiredLabel = "retired"
+	timeFormat   = time.RFC3339Nano
+)
+
+// ConsumerPath is the path (under the mount) consumers of a deployment's admin key read.
+func (s *Store) ConsumerPath(deployment string) string {
+	return s.path("deployments", deployment, "admin")
+}
+
+func (s *Store) journalPath(deployment string) string { return s.path("rotator", "journal", deployment) }
+
+func (s *Store) path(parts ...string) string {
+	if s.prefix != "" {
+		parts = append([]string{s.prefix}, parts...)
+	}
+	return strings.Join(parts, "/")
+}
+
+// ReadCurrent implements rotation.Store.
+func (s *Store) ReadCurrent(ctx context.Context, deployment string) (rotation.KeyRecord, error) {
+	fields, version, err := s.Get(ctx, s.ConsumerPath(deployment))
+	if err != nil {
+		return rotation.KeyRecord{}, err
+	}
+	key, err := rotation.ParseKey(fields["api_key"])
+	if err != nil {
+		return rotation.KeyRecord{}, fmt.Errorf("vault: %s/%s: api_key: %w", s.mount, s.ConsumerPath(deployment), err)
+	}
+	since, _ := time.Parse(timeFormat, fields["current_since"])
+	return rotation.KeyRecord{Key: key, Fingerprint: fields["fingerprint"], Since: since, RotationID: fields["rotation_id"], Version: version}, nil
+}
+
+// Publish implements rotation.Store: a new version of the consumer record; the version before stays readable and
+// is labelled "previous".
+func (s *Store) Publish(ctx context.Context, deployment string, rec rotation.KeyRecord, cas int) (int, error) {
+	path := s.ConsumerPath(deployment)
+	version, err := s.Put(ctx, path, map[string]string{
+		"api_key":       rec.Key.Reveal(),
+		"fingerprint":   rec.Fingerprint,
+		"current_since": rec.Since.UTC().Format(timeFormat),
+		"rotation_id":   rec.RotationID,
+	}, cas)
+	if err != nil {
+		return 0, err
+	}
+	if cas == 0 {
+		if err := s.requireCAS(ctx, path); err != nil {
+			return version, err
+		}
+	}
+	labels := map[string]string{"v" + strconv.Itoa(version): "current " + rec.Since.UTC().Format(time.RFC3339)}
+	if cas > 0 {
+		labels["v"+strconv.Itoa(cas)] = "previous"
+	}
+	return version, s.labelVersions(ctx, path, labels, rec.Since)
+}
+
+// Retire implements rotation.Store.
+func (s *Store) Retire(ctx context.Context, deployment string, version int, at time.Time) error {
+	return s.labelVersions(ctx, s.ConsumerPath(deployment), map[string]string{
+		"v" + strconv.Itoa(version): retiredLabel + " " + at.UTC().Format(time.RFC3339),
+	}, at)
+}
+
+// ReadJournal implements rotation.Store.
+func (s *Store) ReadJournal(ctx context.Context, deployment string) (rotation.Journal, int, error) {
+	f, version, err := s.Get(ctx, s.journalPath(deployment))
+	if errors.Is(err, rotation.ErrNotFound) {
+		return rotation.Journal{}, 0, nil
+	}
+	if err != nil {
+		return rotation.Journal{}, 0, err
+	}
+	j := rotation.Journal{
+		Owner: f["owner"], RotationID: f["rotation_id"], Kind: rotation.Kind(f["kind"]), Phase: rotation.Phase(f["phase"]),
+		Node: f["node"], Error: f["error"], OpID: f["op_id"],
+	}
+	if f["nodes_done"] != "" {
+		j.NodesDone = strings.Split(f["nodes_done"], ",")
+	}
+	j.PendingKey, _ = rotation.ParseKey(f["pending_key"])
+	j.OldKey, _ = rotation.ParseKey(f["old_key"])
+	j.BaseVersion, _ = strconv.Atoi(f["base_version"])
+	for name, dst := range map[string]*time.Time{
+		"lease_until": &j.LeaseUntil, "published_at": &j.PublishedAt, "started_at": &j.StartedAt, "updated_at": &j.UpdatedAt,
+	} {
+		if f[name] != "" {
+			t, err := time.Parse(timeFormat, f[name])
+			if err != nil {
+				return rotation.Journal{}, 0, fmt.Errorf("vault: journal of %s: %s: %w", deployment, name, err)
+			}
+			*dst = t
+		}
+	}
+	return j, version, nil
+}
+
+// WriteJournal implements rotation.Store.
+func (s *Store) WriteJournal(ctx context.Context, deployment string, j rotation.Journal, cas int) (int, error) {
+	ts := func(t time.Time) string {
+		if t.IsZero() {
+			return ""
+		}
+		return t.UTC().Format(timeFormat)
+	}
+	path := s.journalPath(deployment)
+	version, err := s.Put(ctx, path, map[string]string{
+		"owner": j.Owner, "lease_until": ts(j.LeaseUntil), "rotation_id": j.RotationID, "kind": string(j.Kind),
+		"phase": string(j.Phase), "node": j.Node, "nodes_done": strings.Join(j.NodesDone, ","),
+		"pending_key": j.PendingKey.Reveal(), "old_key": j.OldKey.Reveal(), "base_version": strconv.Itoa(j.BaseVersion),
+		"published_at": ts(j.PublishedAt), "started_at": ts(j.StartedAt), "updated_at": ts(j.UpdatedAt),
+		"error": j.Error, "op_id": j.OpID,
+	}, cas)
+	if err == nil && cas == 0 {
+		err = s.requireCAS(ctx, path)
+	}
+	return version, err
+}
+
+// FingerprintSecret returns the secret that keys fingerprints, creating it (32 random bytes, check-and-set 0) on
+// first use when create is set, so every rotator instance names a key the same way. Without create, a missing
+// secret is rotation.ErrNotFound.
+func (s *Store) FingerprintSecret(ctx context.Context, create bool) ([]byte, error) {
+	path := s.path("rotator", "fingerprint")
+	for attempt := 0; attempt < 2; attempt++ {
+		f, _, err := s.Get(ctx, path)
+		if err == nil {
+			secret, err := base64.StdEncoding.DecodeString(f["secret"])
+			if err != nil || len(secret) < 16 {
+				return nil, fmt.Errorf("vault: %s/%s: field secret is not 16+ bytes of base64", s.mount, path)
+			}
+			return secret, nil
+		}
+		if !errors.Is(err, rotation.ErrNotFound) || !create {
+			return nil, err
+		}
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("fingerprint secret: %w", err)
+		}
+		_, err = s.Put(ctx, path, map[string]string{"secret": base64.StdEncoding.EncodeToString(b)}, 0)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, rotation.ErrConflict) {
+			return nil, err
+		}
+		// Another rotator created it first: read theirs.
+	}
+	return nil, fmt.Errorf("vault: %s/%s: could not create or read the fingerprint secret", s.mount, path)
+}
