@@ -39,10 +39,16 @@ test: lint ## run every test against the real Vault dev server and Docker Engine
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
 	  $(GO) test -count=1 -timeout 40m ./...
 
-.PHONY: demo
-demo: ## the main job, locally: Vault dev server + a stand-in node taking its key from Vault (KEEP=1 stays up)
+.PHONY: bench
+bench: ## benchmarks: rotation vs bare restarts on 3 stand-in nodes (ratio, prober rejections)
+	@docker version >/dev/null || { echo "make bench: the Docker Engine is required and does not answer"; exit 1; }
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
-	  $(GO) run ./testbed/cmd/testbed demo $(if $(KEEP),-keep)
+	  $(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
+
+.PHONY: demo
+demo: build ## the main job, locally: Vault dev server + 3 stand-in nodes, a full key rotation (KEEP=1 stays up)
+	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
+	  $(GO) run ./testbed/cmd/testbed demo -rotator bin/rotator $(if $(KEEP),-keep)
 
 .PHONY: testbed-down
 testbed-down: ## remove every container, network and volume the test bed made (after an interrupted run)

@@ -9,13 +9,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/docker/docker/api/types/build"
@@ -32,6 +33,8 @@ import (
 // Engine is a connection to a Docker Engine, configured from the standard DOCKER_* environment.
 type Engine struct {
 	cli *client.Client
+	// removals are old containers being removed in the background after a Recreate; Close waits for them.
+	removals sync.WaitGroup
 }
 
 // NewEngine connects to the Docker Engine named by DOCKER_HOST (default: the local socket), negotiating the API
@@ -48,8 +51,11 @@ func NewEngine(ctx context.Context) (*Engine, error) {
 	return &Engine{cli: cli}, nil
 }
 
-// Close releases the connection.
-func (e *Engine) Close() error { return e.cli.Close() }
+// Close waits for background removals and releases the connection.
+func (e *Engine) Close() error {
+	e.removals.Wait()
+	return e.cli.Close()
+}
 
 // File is one file of an image build context.
 type File struct {
@@ -408,16 +414,19 @@ func (e *Engine) Restart(ctx context.Context, name string, timeout time.Duration
 	return e.StartContainer(ctx, name)
 }
 
-// oldSuffix names the previous container while Recreate replaces it, so a crash in between loses nothing.
-const oldSuffix = "-rotator-old"
+// Names a Recreate gives the two containers while it swaps them, so a crash at any point loses nothing.
+const (
+	oldSuffix = "-rotator-old"
+	newSuffix = "-rotator-new"
+)
 
 // Recreate replaces a container by an identical one whose environment is edited by change, following the recreate
 // recipe (inspect container and image; keep only the user's settings, not the image defaults; keep the host config;
 // rewrite container:<id> network modes to names; create on one network, connect the others with their endpoint
-// settings; stop with the configured signal and check the result). The new container is always started: the rotator
-// recreates a node to run it (a node that had exited is how a failed start is rolled back). The previous
-// container is renamed NAME-rotator-old until the new one has started, so a crash at any point leaves one of the two
-// (RecoverRecreate puts things straight).
+// settings; stop with the configured signal and check the result). The new container is created as NAME-rotator-new
+// while the old one stops, then the old one becomes NAME-rotator-old, the new one NAME, and it is started: the
+// rotator recreates a node to run it (a node that had exited is how a failed start is rolled back). A crash at any
+// point leaves containers that RecoverRecreate puts straight.
 func (e *Engine) Recreate(ctx context.Context, name string, change func(env []string) []string, timeout time.Duration) error {
 	if err := e.RecoverRecreate(ctx, name); err != nil {
 		return err
@@ -465,40 +474,68 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 		}
 	}
 	sort.Strings(netNames)
-	wasRunning := info.State != nil && info.State.Running
-
-	if wasRunning {
-		if _, err := e.StopContainer(ctx, info.ID, timeout); err != nil {
-			return fmt.Errorf("recreate container %s: %w", name, err)
-		}
-	}
-	if err := e.cli.ContainerRename(ctx, info.ID, name+oldSuffix); err != nil {
-		return fmt.Errorf("recreate container %s: rename the old one: %w", name, err)
-	}
 	var netCfg *network.NetworkingConfig
 	if !host.NetworkMode.IsContainer() && len(netNames) > 0 {
 		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{netNames[0]: endpoints[netNames[0]]}}
 	}
-	created, err := e.cli.ContainerCreate(ctx, &cfg, host, netCfg, nil, name)
-	if err != nil {
-		return fmt.Errorf("recreate container %s: create: %w", name, err)
+
+	// Create the new container while the old one drains.
+	type result struct {
+		id  string
+		err error
 	}
-	if netCfg != nil {
-		for _, n := range netNames[1:] {
-			if err := e.cli.NetworkConnect(ctx, n, created.ID, endpoints[n]); err != nil {
-				return fmt.Errorf("recreate container %s: connect network %s: %w", name, n, err)
+	created := make(chan result, 1)
+	go func() {
+		resp, err := e.cli.ContainerCreate(ctx, &cfg, host, netCfg, nil, name+newSuffix)
+		if err == nil && netCfg != nil {
+			for _, n := range netNames[1:] {
+				if err = e.cli.NetworkConnect(ctx, n, resp.ID, endpoints[n]); err != nil {
+					err = fmt.Errorf("connect network %s: %w", n, err)
+					break
+				}
 			}
 		}
+		created <- result{resp.ID, err}
+	}()
+	var stopErr error
+	if info.State != nil && info.State.Running {
+		_, stopErr = e.StopContainer(ctx, info.ID, timeout)
 	}
-	if err := e.StartContainer(ctx, created.ID); err != nil {
+	res := <-created
+	if res.err != nil || stopErr != nil {
+		if res.id != "" {
+			_ = e.RemoveContainer(context.WithoutCancel(ctx), res.id)
+		}
+		return fmt.Errorf("recreate container %s: %w", name, errors.Join(res.err, stopErr))
+	}
+	if err := e.cli.ContainerRename(ctx, info.ID, name+oldSuffix); err != nil {
+		return fmt.Errorf("recreate container %s: rename the old one: %w", name, err)
+	}
+	if err := e.cli.ContainerRename(ctx, res.id, name); err != nil {
+		return fmt.Errorf("recreate container %s: rename the new one: %w", name, err)
+	}
+	if err := e.StartContainer(ctx, res.id); err != nil {
 		return fmt.Errorf("recreate container %s: %w", name, err)
 	}
-	return e.RemoveContainer(ctx, info.ID)
+	// The old container is removed while the new one boots; a removal that fails or is cut short leaves
+	// NAME-rotator-old behind, which the next RecoverRecreate removes.
+	e.removals.Add(1)
+	go func() {
+		defer e.removals.Done()
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = e.RemoveContainer(rctx, info.ID)
+	}()
+	return nil
 }
 
-// RecoverRecreate finishes or undoes a Recreate that a crash interrupted: with only NAME-rotator-old left, it is
-// renamed back; with both, the old one goes (the new one holds the wanted settings; a rerun re-applies them).
+// RecoverRecreate puts straight what a crash left of a Recreate: a NAME-rotator-new that was never swapped in is
+// removed; with NAME missing, NAME-rotator-old is renamed back; with NAME present, NAME-rotator-old goes (a rerun
+// re-applies the wanted settings either way).
 func (e *Engine) RecoverRecreate(ctx context.Context, name string) error {
+	if err := e.RemoveContainer(ctx, name+newSuffix); err != nil {
+		return fmt.Errorf("recover container %s: %w", name, err)
+	}
 	old, err := e.cli.ContainerInspect(ctx, name+oldSuffix)
 	if client.IsErrNotFound(err) {
 		return nil
@@ -569,7 +606,7 @@ func (e *Engine) ContainersByLabel(ctx context.Context, label string) ([]string,
 	var names []string
 	for _, c := range list {
 		name := strings.TrimPrefix(c.Name, "/")
-		if !strings.HasSuffix(name, oldSuffix) {
+		if !strings.HasSuffix(name, oldSuffix) && !strings.HasSuffix(name, newSuffix) {
 			names = append(names, name)
 		}
 	}

@@ -28,7 +28,9 @@ func (s *Store) ConsumerPath(deployment string) string {
 	return s.path("deployments", deployment, "admin")
 }
 
-func (s *Store) journalPath(deployment string) string { return s.path("rotator", "journal", deployment) }
+func (s *Store) journalPath(deployment string) string {
+	return s.path("rotator", "journal", deployment)
+}
 
 func (s *Store) path(parts ...string) string {
 	if s.prefix != "" {

@@ -23,17 +23,27 @@ const crashHookEnv = "ROTATOR_TEST_CRASH_AT"
 
 // app is one run of a command against a config file.
 type app struct {
-	cfg    *config.Config
-	logger *slog.Logger
-	env    func(string) string
-	store  *vaultsync.Store
-	engine *qdrantctl.Engine
+	cfg *config.Config
+	// selected are the deployments the command acts on.
+	selected []config.Deployment
+	logger   *slog.Logger
+	env      func(string) string
+	store    *vaultsync.Store
+	engine   *qdrantctl.Engine
 }
 
-func newApp(ctx context.Context, configPath string, env func(string) string, logger *slog.Logger) (*app, error) {
-	cfg, err := config.Load(configPath)
+func newApp(ctx context.Context, c common, env func(string) string, logger *slog.Logger) (*app, error) {
+	cfg, err := config.Load(c.config)
 	if err != nil {
 		return nil, usageError{err}
+	}
+	selected := cfg.Deployments
+	if c.deployment != "" {
+		d, err := cfg.Find(c.deployment)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		selected = []config.Deployment{*d}
 	}
 	opts := vaultsync.Options{Address: cfg.Vault.Address, Mount: cfg.Vault.Mount, Prefix: cfg.Vault.Prefix, Retention: cfg.Vault.Retention.Std()}
 	if cfg.Vault.TokenFile != "" {
@@ -65,22 +75,10 @@ func newApp(ctx context.Context, configPath string, env func(string) string, log
 	if err != nil {
 		return nil, err
 	}
-	return &app{cfg: cfg, logger: logger, env: env, store: store, engine: eng}, nil
+	return &app{cfg: cfg, selected: selected, logger: logger, env: env, store: store, engine: eng}, nil
 }
 
 func (a *app) close() { a.engine.Close() }
-
-// deployments returns the named deployment, or all of them for "".
-func (a *app) deployments(name string) ([]config.Deployment, error) {
-	if name == "" {
-		return a.cfg.Deployments, nil
-	}
-	d, err := a.cfg.Find(name)
-	if err != nil {
-		return nil, usageError{err}
-	}
-	return []config.Deployment{*d}, nil
-}
 
 // fingerprinter returns the fingerprinter keyed by the secret kept in Vault; create=false (dry runs, status,
 // verify) never writes, falling back to a one-off secret when none exists yet.

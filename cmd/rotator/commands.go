@@ -56,15 +56,11 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, c.config, env, logger)
+	a, err := newApp(ctx, c, env, logger)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	deps, err := a.deployments(c.deployment)
-	if err != nil {
-		return err
-	}
 	fp, err := a.fingerprinter(ctx, !dryRun)
 	if err != nil {
 		return err
@@ -77,7 +73,7 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	var results []result
 	var errs []error
-	for _, d := range deps {
+	for _, d := range a.selected {
 		var res result
 		observe := func(e rotation.Event) {
 			res.Events = append(res.Events, e)
@@ -198,22 +194,18 @@ func eachDeployment(ctx context.Context, name string, args []string, env func(st
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, c.config, env, logger)
+	a, err := newApp(ctx, c, env, logger)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	deps, err := a.deployments(c.deployment)
-	if err != nil {
-		return err
-	}
 	fp, err := a.fingerprinter(ctx, false)
 	if err != nil {
 		return err
 	}
 	var out []any
 	var errs []error
-	for _, d := range deps {
+	for _, d := range a.selected {
 		r, err := a.rotator(ctx, d, fp, nil)
 		if err != nil {
 			errs = append(errs, err)

@@ -89,7 +89,7 @@ func TestEmergencyAndDryRunAndAdopt(t *testing.T) {
 
 // TestTwoRotatorsAtOnce: exactly one proceeds; the other exits with a clear "locked" error.
 func TestTwoRotatorsAtOnce(t *testing.T) {
-	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", extra: ""})
+	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env"})
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
 	outs := make([]string, 2)

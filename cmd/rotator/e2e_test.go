@@ -5,8 +5,11 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -20,6 +23,7 @@ import (
 
 	"github.com/qdrantrotator/rotator/rotation"
 	"github.com/qdrantrotator/rotator/testbed/harness"
+	"github.com/qdrantrotator/rotator/testbed/pki"
 	"github.com/qdrantrotator/rotator/testbed/prober"
 	"github.com/qdrantrotator/rotator/testbed/vaultdev"
 	"github.com/qdrantrotator/rotator/vaultsync"
@@ -28,7 +32,7 @@ import (
 const deployment = "e2e"
 
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	mode   string
 	vault  *vaultdev.Server
 	h      *harness.Harness
@@ -37,6 +41,7 @@ type fixture struct {
 	names  []string
 	config string
 	scheme string
+	client *http.Client
 
 	mu      sync.Mutex
 	outputs bytes.Buffer // everything the rotator printed, for leak checks
@@ -51,17 +56,46 @@ type fixtureOpts struct {
 	noPublish bool
 	// extra is appended to the deployment's config.
 	extra string
-	// files and scheme set up TLS nodes.
-	files  map[string]string
-	scheme string
+	// tls serves the nodes and Vault over HTTPS.
+	tls bool
+	// grace is the deployment's grace period (default 1s).
+	grace string
 }
 
-func newFixture(t *testing.T, o fixtureOpts) *fixture {
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	f := &fixture{t: t, mode: o.mode, vault: vaultdev.StartT(t), h: harness.NewT(t), scheme: "http"}
-	if o.scheme != "" {
-		f.scheme = o.scheme
+	f := &fixture{t: t, mode: o.mode, h: harness.NewT(t), scheme: "http",
+		client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}}
+	dir := t.TempDir()
+	var nodeEnv, binds []string
+	if o.tls {
+		f.vault = vaultdev.StartTLST(t)
+		t.Setenv("VAULT_CACERT", f.vault.CACert) // the rotator and the fixture find Vault's CA the standard way
+		p, err := pki.New()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Mounted, not copied into the container: a recreated container keeps only what is mounted.
+		tlsDir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(tlsDir, "cert.pem"), p.CertPEM, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(tlsDir, "key.pem"), p.KeyPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		binds = []string{tlsDir + ":/qdrant/tls:ro"}
+		nodeEnv = []string{"QDRANT__SERVICE__ENABLE_TLS=true"}
+		if err := os.WriteFile(filepath.Join(dir, "ca.pem"), p.CAPEM, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(p.CAPEM)
+		f.client.Transport = &http.Transport{DisableKeepAlives: true, TLSClientConfig: &tls.Config{RootCAs: pool}}
+		f.scheme = "https"
+		o.extra += "    tls: {ca_file: ca.pem}\n"
+	} else {
+		f.vault = vaultdev.StartT(t)
 	}
 	image := f.h.StandinImageT(t)
 	var err error
@@ -73,8 +107,8 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 	for i := 0; i < o.nodes; i++ {
 		name := fmt.Sprintf("qdrant-%s-%d", tag, i)
 		// Storage on a bind mount, as any real deployment has it: a recreated container keeps its points.
-		spec := harness.NodeSpec{Name: name, Image: image, Env: o.env[i], Files: o.files, Scheme: f.scheme,
-			Binds: []string{t.TempDir() + ":/qdrant/storage"}}
+		spec := harness.NodeSpec{Name: name, Image: image, Env: append(append([]string(nil), nodeEnv...), o.env[i]...), Scheme: f.scheme,
+			Binds: append([]string{t.TempDir() + ":/qdrant/storage"}, binds...)}
 		switch o.mode {
 		case "env":
 			spec.Env = append(spec.Env, "QDRANT__SERVICE__API_KEY="+f.k1.Reveal())
@@ -100,7 +134,6 @@ func newFixture(t *testing.T, o fixtureOpts) *fixture {
 			t.Fatal(err)
 		}
 	}
-	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(f.vault.Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -114,10 +147,10 @@ deployments:
   - name: %s
     mode: %s
     containers: [%s]
-    grace: 1s
+    grace: %s
     ready_timeout: 30s
     stop_timeout: 10s
-`, f.vault.Addr, deployment, o.mode, strings.Join(f.names, ", "))
+`, f.vault.Addr, deployment, o.mode, strings.Join(f.names, ", "), cmp.Or(o.grace, "1s"))
 	if o.mode == "file" {
 		cfg += "    config_path: /qdrant/config/local.yaml\n"
 	}
@@ -169,7 +202,7 @@ func (f *fixture) url(name string) string {
 }
 
 // call makes one authenticated request and returns the status.
-func (f *fixture) call(client *http.Client, method, url, key, body string) int {
+func (f *fixture) call(method, url, key, body string) int {
 	f.t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
@@ -179,7 +212,7 @@ func (f *fixture) call(client *http.Client, method, url, key, body string) int {
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := client.Do(req)
+	resp, err := f.client.Do(req)
 	if err != nil {
 		f.t.Fatalf("%s %s: %v", method, req.URL.Path, err)
 	}
@@ -196,10 +229,10 @@ func (f *fixture) writePoints(n int) {
 	}
 	for _, name := range f.names {
 		u := f.url(name)
-		if s := f.call(http.DefaultClient, http.MethodPut, u+"/collections/c", f.k1.Reveal(), `{"vectors":{"size":4,"distance":"Dot"}}`); s != 200 {
+		if s := f.call(http.MethodPut, u+"/collections/c", f.k1.Reveal(), `{"vectors":{"size":4,"distance":"Dot"}}`); s != 200 {
 			f.t.Fatalf("create collection on %s: HTTP %d", name, s)
 		}
-		if s := f.call(http.DefaultClient, http.MethodPut, u+"/collections/c/points?wait=true", f.k1.Reveal(), `{"points":[`+strings.Join(pts, ",")+`]}`); s != 200 {
+		if s := f.call(http.MethodPut, u+"/collections/c/points?wait=true", f.k1.Reveal(), `{"points":[`+strings.Join(pts, ",")+`]}`); s != 200 {
 			f.t.Fatalf("upsert on %s: HTTP %d", name, s)
 		}
 	}
@@ -213,7 +246,7 @@ func (f *fixture) countPoints(key rotation.Key) map[string]int {
 		req, _ := http.NewRequest(http.MethodPost, f.url(name)+"/collections/c/points/count", strings.NewReader(`{"exact":true}`))
 		req.Header.Set("api-key", key.Reveal())
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := f.client.Do(req)
 		if err != nil {
 			f.t.Fatal(err)
 		}
@@ -232,11 +265,11 @@ func (f *fixture) assertKeys(accept rotation.Key, refuse ...rotation.Key) {
 	f.t.Helper()
 	for _, name := range f.names {
 		u := f.url(name) + "/collections"
-		if s := f.call(http.DefaultClient, http.MethodGet, u, accept.Reveal(), ""); s != 200 {
+		if s := f.call(http.MethodGet, u, accept.Reveal(), ""); s != 200 {
 			f.t.Errorf("node %s answers HTTP %d to the key it should accept", name, s)
 		}
 		for _, k := range refuse {
-			if s := f.call(http.DefaultClient, http.MethodGet, u, k.Reveal(), ""); s != 401 {
+			if s := f.call(http.MethodGet, u, k.Reveal(), ""); s != 401 {
 				f.t.Errorf("node %s answers HTTP %d to a key it should refuse (want 401)", name, s)
 			}
 		}
@@ -247,6 +280,7 @@ func (f *fixture) assertKeys(accept rotation.Key, refuse ...rotation.Key) {
 func (f *fixture) startProber() *prober.Prober {
 	p := &prober.Prober{
 		Interval: 50 * time.Millisecond,
+		Client:   f.client,
 		Key: func(ctx context.Context) (string, error) {
 			cur, err := f.store.ReadCurrent(ctx, deployment)
 			return cur.Key.Reveal(), err
@@ -282,6 +316,25 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// TestRotationOverTLS rotates a node served over HTTPS, checked with the deployment's CA file, with Vault itself
+// over HTTPS and found through the standard VAULT_CACERT.
+func TestRotationOverTLS(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", tls: true})
+	if !strings.HasPrefix(f.vault.Addr, "https://") || !strings.HasPrefix(f.url(f.names[0]), "https://") {
+		t.Fatalf("not TLS: vault %s, node %s", f.vault.Addr, f.url(f.names[0]))
+	}
+	p := f.startProber()
+	code, out := f.rotator("rotate")
+	res := p.Stop()
+	if code != exitOK {
+		t.Fatalf("rotate exited %d:\n%s", code, out)
+	}
+	if res.Rejected != 0 || res.Accepted < 10 {
+		t.Errorf("prober: %s", res)
+	}
+	f.assertKeys(f.current().Key, f.k1)
 }
 
 // TestRotationZeroRejections rotates three nodes, in env mode and in file mode, while a prober plays a client that

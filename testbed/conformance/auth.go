@@ -94,6 +94,11 @@ func authGroup() group {
 				}
 			}
 		}},
+		{name: "non_ascii_api_key_header_is_absent", spec: "§3.1 (non-visible-ASCII value => header absent)", run: func(t *testing.T, f *fixture) {
+			const odd = "k\u00e9y" // UTF-8 bytes outside visible ASCII
+			expectPlain(t, "non-ASCII api-key alone", f.client.do(t, "GET", "/collections", "", apiKey(odd)), http.StatusUnauthorized, msgNoCredential)
+			expectStatus(t, "non-ASCII api-key + valid Bearer (Bearer used)", f.client.do(t, "GET", "/collections", "", apiKey(odd), bearer(f.keys.api)), http.StatusOK)
+		}},
 		{name: "bearer_prefix_case_sensitive", spec: "§3.1 (bearer x / Basic x = no credential)", run: func(t *testing.T, f *fixture) {
 			for _, v := range []struct{ what, value string }{
 				{"lower-case bearer", "bearer " + f.keys.api},

@@ -128,6 +128,12 @@ func restGroup() group {
 			r = f.client.do(t, "PUT", "/collections/"+newName(t, "badjson"), `{"vectors":`, apiKey(f.keys.api))
 			expectError(t, "create with malformed JSON", r, http.StatusBadRequest, "Format error in JSON body", false)
 		}},
+		{name: "validation_error_422", spec: "§9 (validation => 422 Validation error in JSON body)", run: func(t *testing.T, f *fixture) {
+			name := newName(t, "invalid")
+			r := f.client.do(t, "PUT", "/collections/"+name, `{"vectors":{"size":65537,"distance":"Cosine"}}`, apiKey(f.keys.api))
+			expectError(t, "create with vector size 65537", r, http.StatusUnprocessableEntity, "Validation error in JSON body", false)
+			expectResult(t, "exists after the refused create", f.client.do(t, "GET", "/collections/"+name+"/exists", "", apiKey(f.keys.api)), `{"exists":false}`)
+		}},
 		{name: "wrong_vector_dimension_400", spec: "§9 upsert (Vector dimension error)", run: func(t *testing.T, f *fixture) {
 			name := newName(t, "dim")
 			createCollection(t, f.client, f.keys.api, name)

@@ -64,7 +64,6 @@ func Cases() []string {
 // Run runs every case of the suite against target as subtests named "<group>/<case>" and returns how many
 // cases actually ran (fewer than len(Cases()) only when -run filters some out).
 func Run(t *testing.T, target Target) int {
-	t.Helper()
 	var ran atomic.Int64
 	for _, g := range groups() {
 		t.Run(g.name, func(t *testing.T) {

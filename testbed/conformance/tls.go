@@ -1,96 +1,33 @@
 package conformance
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/qdrantrotator/rotator/testbed/pki"
 )
-
-// testPKI is a CA and a server certificate for 127.0.0.1 and localhost signed by it, all PEM.
-type testPKI struct {
-	caPEM, certPEM, keyPEM []byte
-}
-
-// newTestPKI makes a fresh self-signed CA and a server certificate (ECDSA P-256, key in PKCS#8).
-func newTestPKI(t *testing.T) testPKI {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("CA key: %v", err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "conformance test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("CA certificate: %v", err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatalf("parse CA certificate: %v", err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatalf("server key: %v", err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		DNSNames:     []string{"localhost"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatalf("server certificate: %v", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatalf("server key: %v", err)
-	}
-	return testPKI{
-		caPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
-	}
-}
 
 // tlsGroup: service.enable_tls serves REST over HTTPS with tls.cert/tls.key from their default paths
 // ./tls/cert.pem and ./tls/key.pem (qdrant.md §1).
 func tlsGroup() group {
 	start := func(t *testing.T, target Target) *fixture {
-		pki := newTestPKI(t)
+		p, err := pki.New()
+		if err != nil {
+			t.Fatal(err)
+		}
 		k := newKey(t)
 		n := target.Start(t, Setup{
 			Env: map[string]string{"RUN_MODE": runMode},
 			Files: map[string]string{
 				"config/local.yaml": yamlService(map[string]any{"api_key": k, "enable_tls": true}),
-				"tls/cert.pem":      string(pki.certPEM),
-				"tls/key.pem":       string(pki.keyPEM),
-				"tls/cacert.pem":    string(pki.caPEM),
+				"tls/cert.pem":      string(p.CertPEM),
+				"tls/key.pem":       string(p.KeyPEM),
+				"tls/cacert.pem":    string(p.CAPEM),
 			},
 			TLS: true,
 		})
-		return &fixture{target: target, node: n, keys: keySet{api: k}, client: newClient(n.URL, pki.caPEM)}
+		return &fixture{target: target, node: n, keys: keySet{api: k}, client: newClient(n.URL, p.CAPEM)}
 	}
 	return group{name: "tls", start: start, cases: []testCase{
 		{name: "https_url", spec: "§1 service.enable_tls", run: func(t *testing.T, f *fixture) {

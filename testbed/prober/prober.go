@@ -36,6 +36,8 @@ type Prober struct {
 	// Nodes returns the nodes' REST base URLs now (ports may move when containers are recreated).
 	Nodes    func(ctx context.Context) (map[string]string, error)
 	Interval time.Duration
+	// Client makes the calls (nil: a plain HTTP client); set its TLS config for HTTPS nodes.
+	Client *http.Client
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -47,7 +49,10 @@ type Prober struct {
 func (p *Prober) Start(ctx context.Context) {
 	ctx, p.cancel = context.WithCancel(ctx)
 	p.done = make(chan struct{})
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	client := p.Client
+	if client == nil {
+		client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	}
 	go func() {
 		defer close(p.done)
 		t := time.NewTicker(p.Interval)

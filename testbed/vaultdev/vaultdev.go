@@ -4,6 +4,8 @@ package vaultdev
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +33,8 @@ type Server struct {
 	UnsealKey string
 	// Bin is the vault binary that runs the server (also usable for `vault agent`).
 	Bin string
+	// CACert is, with TLS, the CA file clients must trust (what VAULT_CACERT names).
+	CACert string
 
 	cmd  *exec.Cmd
 	out  *syncBuffer
@@ -57,12 +61,21 @@ func Binary(ctx context.Context) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
+// Options shape a dev server.
+type Options struct {
+	Token string
+	// TLS serves HTTPS with a CA the dev server makes (-dev-tls); Server.CACert names it.
+	TLS bool
+	// Logs receives the server's output (may be nil).
+	Logs io.Writer
+}
+
 // Start starts a dev server with the given root token on a free 127.0.0.1 port and waits until it answers
-// unsealed and active. Its output goes to logs (may be nil) as well as to the server's own buffer.
-func Start(ctx context.Context, bin, token string, logs io.Writer) (*Server, error) {
+// unsealed and active. Its output goes to o.Logs as well as to the server's own buffer.
+func Start(ctx context.Context, bin string, o Options) (*Server, error) {
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ { // a free port can be taken between probe and bind
-		s, err := start(ctx, bin, token, logs)
+		s, err := start(ctx, bin, o)
 		if err == nil {
 			return s, nil
 		}
@@ -71,23 +84,25 @@ func Start(ctx context.Context, bin, token string, logs io.Writer) (*Server, err
 	return nil, lastErr
 }
 
-func start(ctx context.Context, bin, token string, logs io.Writer) (*Server, error) {
+func start(ctx context.Context, bin string, o Options) (*Server, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	s := &Server{Addr: "http://" + addr, Token: token, Bin: bin, out: &syncBuffer{}, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "server", "-dev",
-		"-dev-root-token-id="+token,
-		"-dev-listen-address="+addr,
-		"-dev-no-store-token",
-	)
+	scheme := "http://"
+	args := []string{"server", "-dev", "-dev-root-token-id=" + o.Token, "-dev-listen-address=" + addr, "-dev-no-store-token"}
+	if o.TLS {
+		scheme = "https://"
+		args = append(args, "-dev-tls")
+	}
+	s := &Server{Addr: scheme + addr, Token: o.Token, Bin: bin, out: &syncBuffer{}, done: make(chan struct{})}
+	s.cmd = exec.Command(bin, args...)
 	// A clean environment: no VAULT_* of the caller's shell, and no ~/.vault-token helper surprises.
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "VAULT_LOG_LEVEL=warn"}
 	var w io.Writer = s.out
-	if logs != nil {
-		w = io.MultiWriter(s.out, logs)
+	if o.Logs != nil {
+		w = io.MultiWriter(s.out, o.Logs)
 	}
 	s.cmd.Stdout, s.cmd.Stderr = w, w
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -105,13 +120,37 @@ func start(ctx context.Context, bin, token string, logs io.Writer) (*Server, err
 	return s, nil
 }
 
-// waitReady polls sys/health until it says initialized, unsealed and active (HTTP 200).
+// waitReady polls sys/health until it says initialized, unsealed and active (HTTP 200). With TLS it first waits
+// for the CA file the server announces and trusts only that CA.
 func (s *Server) waitReady(ctx context.Context, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
+	caRe := regexp.MustCompile(`VAULT_CACERT='([^']+)'`)
 	for {
+		client := http.DefaultClient
+		if strings.HasPrefix(s.Addr, "https://") {
+			m := caRe.FindStringSubmatch(s.out.String())
+			if m == nil {
+				select {
+				case <-s.done:
+					return errors.New("vault exited before it was ready")
+				case <-ctx.Done():
+					return fmt.Errorf("no CA file announced within %s", bound)
+				case <-time.After(100 * time.Millisecond):
+					continue
+				}
+			}
+			s.CACert = m[1]
+			pem, err := os.ReadFile(s.CACert)
+			if err != nil {
+				return fmt.Errorf("read the dev CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := client.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -154,12 +193,22 @@ func (s *Server) Stop() {
 // can be had or the server does not come up: tests that need Vault never skip.
 func StartT(t testing.TB) *Server {
 	t.Helper()
-	ctx := context.Background()
-	bin, err := Binary(ctx)
+	return startT(t, Options{Token: "root-" + strings.ReplaceAll(t.Name(), "/", "-")})
+}
+
+// StartTLST is StartT with HTTPS (the dev server's own CA, named by Server.CACert).
+func StartTLST(t testing.TB) *Server {
+	t.Helper()
+	return startT(t, Options{Token: "root-tls", TLS: true})
+}
+
+func startT(t testing.TB, o Options) *Server {
+	t.Helper()
+	bin, err := Binary(context.Background())
 	if err != nil {
 		t.Fatalf("vault is required: %v", err)
 	}
-	s, err := Start(ctx, bin, "root-"+strings.ReplaceAll(t.Name(), "/", "-"), nil)
+	s, err := Start(context.Background(), bin, o)
 	if err != nil {
 		t.Fatalf("vault is required: %v", err)
 	}

@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
@@ -16,14 +20,19 @@ import (
 	"github.com/qdrantrotator/rotator/vaultsync"
 )
 
-// demoPath is where the demo keeps the deployment's admin key in Vault's KV v2 mount "secret".
-const demoPath = "qdrant/demo/admin"
+const demoDeployment = "demo"
 
-// demo brings up the Vault dev server and one stand-in node, writes a fresh key to Vault, starts the node with the
-// key read back from Vault, and proves with authenticated calls that the node takes that key and nothing else.
-// Everything it started is removed at the end (after Ctrl-C with keep).
-func demo(ctx context.Context, out io.Writer, keep bool) (err error) {
+// demo shows the main job on a fresh machine: the Vault dev server and three Qdrant stand-in nodes (file mode: each
+// node's config file is mounted from the host), a key in Vault that every node takes, then a full scheduled rotation
+// by the rotator binary with progress per node and phase, then proof that the new key works and the old one is
+// refused. Everything it started is removed at the end (after Ctrl-C with keep).
+func demo(ctx context.Context, out io.Writer, rotatorBin string, keep bool) (err error) {
 	step := func(format string, args ...any) { fmt.Fprintf(out, "==> "+format+"\n", args...) }
+	work, err := os.MkdirTemp("", "qdrant-rotator-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
 
 	bin, err := vaultdev.Binary(ctx)
 	if err != nil {
@@ -31,7 +40,7 @@ func demo(ctx context.Context, out io.Writer, keep bool) (err error) {
 	}
 	step("starting the Vault dev server (%s)", bin)
 	token := "demo-" + randomHex(8)
-	vault, err := vaultdev.Start(ctx, bin, token, nil)
+	vault, err := vaultdev.Start(ctx, bin, vaultdev.Options{Token: token})
 	if err != nil {
 		return err
 	}
@@ -48,7 +57,7 @@ func demo(ctx context.Context, out io.Writer, keep bool) (err error) {
 	defer func() {
 		cerr := h.Close(context.Background())
 		if cerr == nil {
-			step("removed the node container and the network %s", h.Network())
+			step("removed the node containers and the network %s", h.Network())
 		}
 		err = errors.Join(err, cerr)
 	}()
@@ -57,79 +66,124 @@ func demo(ctx context.Context, out io.Writer, keep bool) (err error) {
 	if err != nil {
 		return err
 	}
-	step("image %s", image)
 
-	fp, err := rotation.NewFingerprinter([]byte(randomHex(16)))
+	store, err := vaultsync.New(vaultsync.Options{Address: vault.Addr, Token: token, Mount: "secret", Prefix: "qdrant"})
 	if err != nil {
 		return err
 	}
-	key, err := rotation.NewKey()
+	secret, err := store.FingerprintSecret(ctx, true)
 	if err != nil {
 		return err
 	}
-	store, err := vaultsync.New(vaultsync.Options{Address: vault.Addr, Token: token, Mount: "secret"})
+	fp, err := rotation.NewFingerprinter(secret)
 	if err != nil {
 		return err
 	}
-	version, err := store.Put(ctx, demoPath, map[string]string{
-		"api_key":       key.Reveal(),
-		"fingerprint":   fp.Of(key),
-		"current_since": time.Now().UTC().Format(time.RFC3339),
-	}, 0)
+	k1, err := rotation.NewKey()
 	if err != nil {
 		return err
 	}
-	step("minted a 256-bit key %s and wrote it to Vault secret/%s (version %d, check-and-set 0)", fp.Of(key), demoPath, version)
+	if _, err := store.Publish(ctx, demoDeployment, rotation.KeyRecord{Key: k1, Fingerprint: fp.Of(k1), Since: time.Now(), RotationID: "demo-setup"}, 0); err != nil {
+		return err
+	}
+	step("minted key %s and wrote it to Vault at secret/%s (the path consumers read)", fp.Of(k1), store.ConsumerPath(demoDeployment))
 
-	fields, _, err := store.Get(ctx, demoPath)
-	if err != nil {
-		return err
-	}
-	fromVault, err := rotation.ParseKey(fields["api_key"])
-	if err != nil {
-		return fmt.Errorf("vault record %s: api_key: %w", demoPath, err)
-	}
-	node, err := h.StartNode(ctx, harness.NodeSpec{
-		Name:  "qdrant-demo-" + randomHex(3),
-		Image: image,
-		Env:   []string{"QDRANT__SERVICE__API_KEY=" + fromVault.Reveal()},
-	})
-	if err != nil {
-		return err
-	}
-	step("started node %s with the key read from Vault (%s), REST on %s", node.Name, fp.Of(fromVault), node.URL)
-
-	wrong, err := rotation.NewKey()
-	if err != nil {
-		return err
-	}
-	checks := []struct {
-		what string
-		key  rotation.Key
-		want int
-	}{
-		{"the key from Vault", fromVault, http.StatusOK},
-		{"no key", rotation.Key{}, http.StatusUnauthorized},
-		{"another key " + fp.Of(wrong), wrong, http.StatusUnauthorized},
-	}
-	for _, c := range checks {
-		got, err := collections(ctx, node.URL, c.key)
+	var names []string
+	tag := randomHex(3)
+	for i := 0; i < 3; i++ {
+		name := fmt.Sprintf("qdrant-demo-%s-%d", tag, i)
+		dir := filepath.Join(work, name)
+		if err := os.MkdirAll(filepath.Join(dir, "storage"), 0o700); err != nil {
+			return err
+		}
+		conf := fmt.Sprintf("# %s: Qdrant config mounted from the host; the rotator edits only the key slots\nservice:\n  api_key: %s\n", name, k1.Reveal())
+		if err := os.WriteFile(filepath.Join(dir, "local.yaml"), []byte(conf), 0o600); err != nil {
+			return err
+		}
+		n, err := h.StartNode(ctx, harness.NodeSpec{Name: name, Image: image, Binds: []string{
+			filepath.Join(dir, "local.yaml") + ":/qdrant/config/local.yaml",
+			filepath.Join(dir, "storage") + ":/qdrant/storage",
+		}})
 		if err != nil {
 			return err
 		}
-		if got != c.want {
-			return fmt.Errorf("GET /collections with %s: HTTP %d, want %d", c.what, got, c.want)
-		}
-		step("GET /collections with %s: HTTP %d, as it should", c.what, got)
+		names = append(names, name)
+		step("started node %s with the key from Vault in its mounted config file; REST on %s", name, n.URL)
 	}
-	step("proved: the node accepts exactly the key Vault holds")
+
+	tokenFile := filepath.Join(work, "vault-token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		return err
+	}
+	cfgPath := filepath.Join(work, "rotator.yml")
+	cfg := fmt.Sprintf(`vault:
+  address: %s
+  token_file: vault-token
+  mount: secret
+  prefix: qdrant
+deployments:
+  - name: %s
+    mode: file
+    containers: [%s]
+    config_path: /qdrant/config/local.yaml
+    grace: 2s
+`, vault.Addr, demoDeployment, strings.Join(names, ", "))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		return err
+	}
+	step("rotator config %s:\n%s", cfgPath, indent(cfg))
+
+	for _, args := range [][]string{
+		{"rotate", "--config", cfgPath, "--dry-run"},
+		{"rotate", "--config", cfgPath},
+		{"verify", "--config", cfgPath},
+		{"status", "--config", cfgPath},
+	} {
+		step("%s %s", filepath.Base(rotatorBin), strings.Join(args, " "))
+		cmd := exec.CommandContext(ctx, rotatorBin, args...)
+		cmd.Stdout, cmd.Stderr = out, out
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("rotator %s: %w", args[0], err)
+		}
+	}
+
+	cur, err := store.ReadCurrent(ctx, demoDeployment)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		url, err := h.URLOf(ctx, name, "http")
+		if err != nil {
+			return err
+		}
+		for _, c := range []struct {
+			what string
+			key  rotation.Key
+			want int
+		}{{"the new key " + fp.Of(cur.Key) + " from Vault", cur.Key, http.StatusOK}, {"the old key " + fp.Of(k1), k1, http.StatusUnauthorized}} {
+			got, err := collections(ctx, url, c.key)
+			if err != nil {
+				return err
+			}
+			if got != c.want {
+				return fmt.Errorf("%s: GET /collections with %s: HTTP %d, want %d", name, c.what, got, c.want)
+			}
+			step("%s: GET /collections with %s: HTTP %d", name, c.what, got)
+		}
+	}
+	step("proved: every node takes the new key Vault holds (version %d) and refuses the old one", cur.Version)
 
 	if keep {
-		step("staying up; Vault at %s, node at %s; press Ctrl-C to stop and remove everything", vault.Addr, node.URL)
+		step("staying up; Vault at %s (VAULT_TOKEN in %s), config %s; press Ctrl-C to stop and remove everything", vault.Addr, tokenFile, cfgPath)
 		<-ctx.Done()
 	}
 	step("tearing down (make testbed-down removes leftovers of an interrupted run)")
 	return nil
+}
+
+func indent(s string) string {
+	return "    " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n    ")
 }
 
 // collections makes the authenticated call that proves a key: GET /collections (health endpoints skip auth).
@@ -140,9 +194,7 @@ func collections(ctx context.Context, base string, key rotation.Key) (int, error
 	if err != nil {
 		return 0, err
 	}
-	if !key.IsZero() {
-		req.Header.Set("api-key", key.Reveal())
-	}
+	req.Header.Set("api-key", key.Reveal())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("GET %s/collections: %w", base, err)

@@ -25,7 +25,9 @@ func main() {
 const usage = `usage: testbed <command>
 
   image         build the Qdrant stand-in image and print its tag
-  demo [-keep]  run the demo; with -keep, stay up until Ctrl-C
+  demo [-keep] [-rotator PATH]
+                run the demo with the rotator binary at PATH (default bin/rotator);
+                with -keep, stay up until Ctrl-C
   down          remove every container, network and volume the test bed made
 `
 
@@ -50,10 +52,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		keep := fs.Bool("keep", false, "stay up until Ctrl-C, then remove everything")
+		rotator := fs.String("rotator", "bin/rotator", "the rotator binary")
 		if err := fs.Parse(args[1:]); err != nil {
 			return 2
 		}
-		err = demo(ctx, stdout, *keep)
+		err = demo(ctx, stdout, *rotator, *keep)
 	default:
 		fmt.Fprintf(stderr, "testbed: unknown command %q\n%s", args[0], usage)
 		return 2

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestBadConfigsAndFlags: each gets a precise error naming the field or flag, and exit code 2. None of these need
+// Vault or Docker: they fail before anything is contacted.
+func TestBadConfigsAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no --config", []string{"rotate"}, "--config is required"},
+		{"unknown flag", []string{"rotate", "--config", write("a.yml", good), "--frobnicate"}, "flag provided but not defined: -frobnicate"},
+		{"bad --output", []string{"verify", "--config", write("b.yml", good), "--output", "xml"}, `--output "xml": want text or json`},
+		{"stray argument", []string{"status", "--config", write("c.yml", good), "prod"}, `unexpected argument "prod"`},
+		{"missing config file", []string{"rotate", "--config", filepath.Join(dir, "none.yml")}, "none.yml: no such file"},
+		{"unknown field", []string{"rotate", "--config", write("d.yml", good+"    colour: blue\n")}, "field colour not found"},
+		{"inline secret", []string{"rotate", "--config", write("e.yml", "vault:\n  token: s.abc\n"+good)}, "field token not found"},
+		{"bad mode", []string{"rotate", "--config", write("f.yml", strings.Replace(good, "env", "ssh", 1))}, `deployments[0] (prod).mode: "ssh": want env or file`},
+		{"unknown deployment", []string{"rotate", "--config", write("h.yml", good), "--deployment", "staging"}, `no deployment "staging" in the config`},
+		{"bad grace", []string{"rotate", "--config", write("g.yml", good+"    grace: later\n")}, `"later" is not a duration`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(context.Background(), tc.args, func(string) string { return "" }, &out, &errOut)
+			if code != exitUsage {
+				t.Errorf("exit code %d, want %d", code, exitUsage)
+			}
+			if !strings.Contains(errOut.String(), tc.want) {
+				t.Errorf("stderr = %q, want it to contain %q", errOut.String(), tc.want)
+			}
+		})
+	}
+}
