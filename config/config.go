@@ -69,6 +69,9 @@ type Deployment struct {
 	ReadyTimeout Duration `yaml:"ready_timeout"`
 	// StopTimeout bounds a node's graceful stop before it is killed (default 30s).
 	StopTimeout Duration `yaml:"stop_timeout"`
+	// ReadOnly is "keep" (default: the read-only slot is never changed) or "rotate" (rotated with the admin key,
+	// read-only clients bridged by a read JWT; turns jwt_rbac on).
+	ReadOnly string `yaml:"read_only"`
 }
 
 // TLS for checking nodes over HTTPS.
@@ -132,6 +135,9 @@ func Parse(data []byte) (*Config, error) {
 		}
 		if d.StopTimeout == 0 {
 			d.StopTimeout = Duration(30 * time.Second)
+		}
+		if d.ReadOnly == "" {
+			d.ReadOnly = "keep"
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -238,6 +244,9 @@ func (c *Config) Validate() error {
 		}
 		if d.StopTimeout.Std() <= 0 {
 			bad(f+".stop_timeout", "must be positive")
+		}
+		if d.ReadOnly != "keep" && d.ReadOnly != "rotate" {
+			bad(f+".read_only", "%q: want keep or rotate", d.ReadOnly)
 		}
 		if d.TLS != nil && (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
 			bad(f+".tls", "cert_file and key_file go together")

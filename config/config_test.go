@@ -22,6 +22,9 @@ func TestLoadGood(t *testing.T) {
 		t.Errorf("prod = %+v, %v", prod, err)
 	}
 	search, _ := c.Find("search")
+	if prod.ReadOnly != "rotate" || search.ReadOnly != "keep" {
+		t.Errorf("read_only = %q, %q; want rotate, keep (default)", prod.ReadOnly, search.ReadOnly)
+	}
 	if search.Grace.Std() != 60*time.Second || search.StopTimeout.Std() != 30*time.Second {
 		t.Errorf("defaults not applied: grace %s stop %s", search.Grace.Std(), search.StopTimeout.Std())
 	}
@@ -55,6 +58,7 @@ func TestBadConfigs(t *testing.T) {
 		{"approle without secret file", "vault:\n  approle: {role_id: r}\n" + base, "vault.approle.secret_id_file: is required"},
 		{"approle and token file", "vault:\n  token_file: t\n  approle: {role_id: r, secret_id_file: s}\n" + base, "token_file and approle exclude each other"},
 		{"bad mount", "vault:\n  mount: /\n" + base, "vault.mount"},
+		{"bad read_only", base + "    read_only: sometimes\n", `deployments[0] (prod).read_only: "sometimes": want keep or rotate`},
 		{"tls half a pair", base + "    tls: {cert_file: c.pem}\n", "cert_file and key_file go together"},
 	}
 	for _, tc := range cases {

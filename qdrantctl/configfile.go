@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -15,12 +16,23 @@ const (
 	slotAPIKey      = "api_key"
 	slotAltAPIKey   = "alt_api_key"
 	slotReadOnlyKey = "read_only_api_key"
+	slotJWTRBAC     = "jwt_rbac"
 )
 
-// ConfigKeys are the key slots of a Qdrant YAML config file's `service` section; "" means absent (Qdrant treats an
-// empty key as unset).
+// truthy reads a boolean setting as Qdrant's config loader does.
+func truthy(v string) bool {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "1", "yes", "on":
+		return true
+	}
+	return false
+}
+
+// ConfigKeys are the key settings of a Qdrant YAML config file's `service` section; "" means absent (Qdrant treats
+// an empty key as unset); JWTRBAC false means absent.
 type ConfigKeys struct {
 	APIKey, AltAPIKey, ReadOnlyAPIKey string
+	JWTRBAC                           bool
 }
 
 // ReadConfigKeys reads the key slots of a Qdrant YAML config file. A missing file has no keys.
@@ -41,6 +53,7 @@ func ReadConfigKeys(path string) (ConfigKeys, error) {
 		APIKey:         scalarValue(service, slotAPIKey),
 		AltAPIKey:      scalarValue(service, slotAltAPIKey),
 		ReadOnlyAPIKey: scalarValue(service, slotReadOnlyKey),
+		JWTRBAC:        truthy(scalarValue(service, slotJWTRBAC)),
 	}, nil
 }
 
@@ -65,6 +78,7 @@ func WriteConfigKeys(path string, keys ConfigKeys) error {
 	setScalar(service, slotAPIKey, keys.APIKey)
 	setScalar(service, slotAltAPIKey, keys.AltAPIKey)
 	setScalar(service, slotReadOnlyKey, keys.ReadOnlyAPIKey)
+	setBool(service, slotJWTRBAC, keys.JWTRBAC)
 
 	var buf bytes.Buffer
 	enc := yaml.NewEncoder(&buf)
@@ -150,6 +164,20 @@ func setScalar(m *yaml.Node, key, value string) {
 		m.Content = append(m.Content,
 			&yaml.Node{Kind: yaml.ScalarNode, Value: key},
 			&yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: value})
+	}
+}
+
+// setBool sets key to true in a mapping, or removes it for false (Qdrant's default).
+func setBool(m *yaml.Node, key string, value bool) {
+	if !value {
+		setScalar(m, key, "")
+		return
+	}
+	setScalar(m, key, "true")
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			m.Content[i+1].Tag = "!!bool"
+		}
 	}
 }
 

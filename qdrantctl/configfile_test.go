@@ -111,6 +111,26 @@ func TestWriteConfigKeysCreatesServiceSection(t *testing.T) {
 	}
 }
 
+func TestJWTRBACIsABoolean(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "local.yaml")
+	if err := WriteConfigKeys(path, ConfigKeys{APIKey: "k", JWTRBAC: true}); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(path)
+	if !strings.Contains(string(got), "jwt_rbac: true\n") || strings.Contains(string(got), `"true"`) {
+		t.Errorf("jwt_rbac is not written as a YAML boolean:\n%s", got)
+	}
+	if keys, _ := ReadConfigKeys(path); !keys.JWTRBAC {
+		t.Error("jwt_rbac not read back")
+	}
+	if err := WriteConfigKeys(path, ConfigKeys{APIKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); strings.Contains(string(got), "jwt_rbac") {
+		t.Errorf("jwt_rbac off should remove the setting:\n%s", got)
+	}
+}
+
 func TestConfigKeysErrorsNameTheFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "bad.yaml")
 	if err := os.WriteFile(path, []byte("- a list\n- not a mapping\n"), 0o600); err != nil {

@@ -33,6 +33,7 @@ const (
 	envAPIKey      = "QDRANT__SERVICE__API_KEY"
 	envAltAPIKey   = "QDRANT__SERVICE__ALT_API_KEY"
 	envReadOnlyKey = "QDRANT__SERVICE__READ_ONLY_API_KEY"
+	envJWTRBAC     = "QDRANT__SERVICE__JWT_RBAC"
 )
 
 // NodeOptions configure one node.
@@ -139,7 +140,7 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 		return toSlots(envKeys), nil
 	}
 	if envKeys != (ConfigKeys{}) {
-		return rotation.Slots{}, fmt.Errorf("node %s: its environment sets QDRANT__SERVICE__*API_KEY, which overrides the config file; use mode env", n.opt.Container)
+		return rotation.Slots{}, fmt.Errorf("node %s: its environment sets QDRANT__SERVICE__*API_KEY or JWT_RBAC, which overrides the config file; use mode env", n.opt.Container)
 	}
 	path, err := n.hostConfigPath(info)
 	if err != nil {
@@ -154,7 +155,7 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 
 // Apply implements rotation.Node.
 func (n *Node) Apply(ctx context.Context, s rotation.Slots) error {
-	want := ConfigKeys{APIKey: s.APIKey.Reveal(), AltAPIKey: s.AltAPIKey.Reveal(), ReadOnlyAPIKey: s.ReadOnlyKey.Reveal()}
+	want := ConfigKeys{APIKey: s.APIKey.Reveal(), AltAPIKey: s.AltAPIKey.Reveal(), ReadOnlyAPIKey: s.ReadOnlyKey.Reveal(), JWTRBAC: s.JWTRBAC}
 	if n.opt.Mode == ModeEnv {
 		if err := n.eng.Recreate(ctx, n.opt.Container, func(env []string) []string { return withEnvKeys(env, want) }, n.opt.StopTimeout); err != nil {
 			return fmt.Errorf("node %s: %w", n.opt.Container, err)
@@ -291,6 +292,8 @@ func slotsFromEnv(env []string) ConfigKeys {
 			k.AltAPIKey = value
 		case envReadOnlyKey:
 			k.ReadOnlyAPIKey = value
+		case envJWTRBAC:
+			k.JWTRBAC = truthy(value)
 		}
 	}
 	return k
@@ -302,12 +305,16 @@ func withEnvKeys(env []string, k ConfigKeys) []string {
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
 		switch strings.ToUpper(name) {
-		case envAPIKey, envAltAPIKey, envReadOnlyKey:
+		case envAPIKey, envAltAPIKey, envReadOnlyKey, envJWTRBAC:
 			continue
 		}
 		out = append(out, kv)
 	}
-	for _, v := range []struct{ name, value string }{{envAPIKey, k.APIKey}, {envAltAPIKey, k.AltAPIKey}, {envReadOnlyKey, k.ReadOnlyAPIKey}} {
+	jwtRBAC := ""
+	if k.JWTRBAC {
+		jwtRBAC = "true"
+	}
+	for _, v := range []struct{ name, value string }{{envAPIKey, k.APIKey}, {envAltAPIKey, k.AltAPIKey}, {envReadOnlyKey, k.ReadOnlyAPIKey}, {envJWTRBAC, jwtRBAC}} {
 		if v.value != "" {
 			out = append(out, v.name+"="+v.value)
 		}
@@ -319,5 +326,5 @@ func toSlots(k ConfigKeys) rotation.Slots {
 	api, _ := rotation.ParseKey(k.APIKey)
 	alt, _ := rotation.ParseKey(k.AltAPIKey)
 	ro, _ := rotation.ParseKey(k.ReadOnlyAPIKey)
-	return rotation.Slots{APIKey: api, AltAPIKey: alt, ReadOnlyKey: ro}
+	return rotation.Slots{APIKey: api, AltAPIKey: alt, ReadOnlyKey: ro, JWTRBAC: k.JWTRBAC}
 }

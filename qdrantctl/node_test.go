@@ -16,6 +16,10 @@ func TestEnvKeys(t *testing.T) {
 	if !slices.Equal(out, want) {
 		t.Errorf("withEnvKeys = %v, want %v", out, want)
 	}
+	jwt := withEnvKeys(env, ConfigKeys{APIKey: "k1", JWTRBAC: true})
+	if !slices.Contains(jwt, "QDRANT__SERVICE__JWT_RBAC=true") || !slotsFromEnv(jwt).JWTRBAC || slotsFromEnv([]string{"QDRANT__SERVICE__JWT_RBAC=false"}).JWTRBAC {
+		t.Errorf("jwt_rbac through the environment: %v", jwt)
+	}
 	if out := withEnvKeys(want, ConfigKeys{APIKey: "k2"}); !slices.Equal(out, []string{"PATH=/bin", "QDRANT__LOG_LEVEL=DEBUG", "QDRANT__SERVICE__API_KEY=k2"}) {
 		t.Errorf("promote env = %v", out)
 	}

@@ -5,24 +5,27 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // memStore is an in-memory Store with Vault's check-and-set rules.
 type memStore struct {
 	mu       sync.Mutex
-	versions map[string][]KeyRecord // deployment -> versions, index = version-1
-	retired  map[string][]int
+	versions map[string][]KeyRecord // deployment/slot -> versions, index = version-1
+	retired  map[string][]int       // deployment/slot -> retired versions
 	journals map[string]Journal
 	jversion map[string]int
-	// failPublish, when set, fails Publish.
-	failPublish error
+	// onPublish, when set, sees every published record.
+	onPublish func(Slot, KeyRecord)
 }
 
 func newMemStore() *memStore {
 	return &memStore{versions: map[string][]KeyRecord{}, retired: map[string][]int{}, journals: map[string]Journal{}, jversion: map[string]int{}}
 }
 
-func (m *memStore) ReadCurrent(_ context.Context, dep string) (KeyRecord, error) {
+func (m *memStore) ReadCurrent(_ context.Context, dep string, slot Slot) (KeyRecord, error) {
+	dep += "/" + string(slot)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	v := m.versions[dep]
@@ -32,21 +35,23 @@ func (m *memStore) ReadCurrent(_ context.Context, dep string) (KeyRecord, error)
 	return v[len(v)-1], nil
 }
 
-func (m *memStore) Publish(_ context.Context, dep string, rec KeyRecord, cas int) (int, error) {
+func (m *memStore) Publish(_ context.Context, dep string, slot Slot, rec KeyRecord, cas int) (int, error) {
+	dep += "/" + string(slot)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.failPublish != nil {
-		return 0, m.failPublish
-	}
 	if len(m.versions[dep]) != cas {
 		return 0, ErrConflict
 	}
 	rec.Version = cas + 1
 	m.versions[dep] = append(m.versions[dep], rec)
+	if m.onPublish != nil {
+		m.onPublish(slot, rec)
+	}
 	return rec.Version, nil
 }
 
-func (m *memStore) Retire(_ context.Context, dep string, version int, _ time.Time) error {
+func (m *memStore) Retire(_ context.Context, dep string, slot Slot, version int, _ time.Time) error {
+	dep += "/" + string(slot)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.retired[dep] = append(m.retired[dep], version)
@@ -120,8 +125,19 @@ func (n *fakeNode) Probe(_ context.Context, k Key) error {
 	if !n.up {
 		return fmt.Errorf("node %s: %w", n.name, ErrNodeDown)
 	}
-	if (!n.running.APIKey.IsZero() && k.Equal(n.running.APIKey)) || (!n.running.AltAPIKey.IsZero() && k.Equal(n.running.AltAPIKey)) {
-		return nil
+	rw := keys(n.running.APIKey, n.running.AltAPIKey)
+	for _, s := range append(rw, keys(n.running.ReadOnlyKey)...) {
+		if k.Equal(s) {
+			return nil
+		}
+	}
+	if n.running.JWTRBAC {
+		// Qdrant's jwt_rbac: an HS256 token signed with either read-write key.
+		for _, s := range rw {
+			if _, err := jwt.Parse(k.Reveal(), func(*jwt.Token) (any, error) { return []byte(s.Reveal()), nil }, jwt.WithValidMethods([]string{"HS256"})); err == nil {
+				return nil
+			}
+		}
 	}
 	return fmt.Errorf("node %s: 401: %w", n.name, ErrRejected)
 }

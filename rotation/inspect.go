@@ -7,11 +7,13 @@ import (
 	"time"
 )
 
-// SlotView shows a node's slots by fingerprint ("" = unset, "<new>" = the key a rotation would mint).
+// SlotView shows a node's slots by fingerprint ("" = unset, "<new>" and "<new read-only>" = keys a rotation would
+// mint).
 type SlotView struct {
 	APIKey      string `json:"api_key"`
 	AltAPIKey   string `json:"alt_api_key"`
 	ReadOnlyKey string `json:"read_only_api_key"`
+	JWTRBAC     bool   `json:"jwt_rbac"`
 }
 
 // PlanStep is one restart of a plan.
@@ -35,72 +37,91 @@ type Plan struct {
 	Notes      []string      `json:"notes"`
 }
 
-const newKeyLabel = "<new>"
+// Placeholders stand for the keys a rotation would mint; the plan shows them by these labels.
+var (
+	newKeyLabel      = "<new>"
+	newReadOnlyLabel = "<new read-only>"
+)
 
-// Plan reads the store and the nodes and returns the restarts a rotation would make, in order. It mints nothing,
-// writes nothing and restarts nothing.
+// Plan reads the store and the nodes and returns the restarts a rotation would make, in order, computed by the same
+// steps a rotation takes. It mints nothing, writes nothing and restarts nothing.
 func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 	p := Plan{Deployment: r.opt.Deployment, Kind: KindScheduled, Grace: r.opt.Grace}
 	if req.Emergency {
 		p.Kind = KindEmergency
 	}
-	j, _, err := r.store.ReadJournal(ctx, r.opt.Deployment)
+	jr, _, err := r.store.ReadJournal(ctx, r.opt.Deployment)
 	if err != nil {
 		return p, err
 	}
-	if !j.Phase.Final() {
-		p.Resume = string(j.Phase)
-		p.Notes = append(p.Notes, fmt.Sprintf("rotation %s was interrupted in phase %s: a run resumes it first", j.RotationID, j.Phase))
+	if !jr.Phase.Final() {
+		p.Resume = string(jr.Phase)
+		p.Notes = append(p.Notes, fmt.Sprintf("rotation %s was interrupted in phase %s: a run resumes it first", jr.RotationID, jr.Phase))
 	}
-	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	have := make([]Slots, len(r.nodes))
+	for i, n := range r.nodes {
+		if have[i], err = n.Keys(ctx); err != nil {
+			return p, err
+		}
+	}
+	j := Journal{PendingKey: Key{v: newKeyLabel}}
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
 	switch {
 	case errors.Is(err, ErrNotFound) && req.Adopt:
+		j.OldKey = have[0].APIKey
 		p.Notes = append(p.Notes, "the store has no key: the nodes' api_key would be adopted (imported) first")
 	case errors.Is(err, ErrNotFound):
 		return p, fmt.Errorf("deployment %s: %w; run with adopt to import the key the nodes use now", r.opt.Deployment, ErrNoKey)
 	case err != nil:
 		return p, err
 	default:
-		p.Current = r.fp(cur.Key)
+		j.OldKey = cur.Key
 	}
-	views := make([]SlotView, len(r.nodes))
-	for i, n := range r.nodes {
-		s, err := n.Keys(ctx)
-		if err != nil {
-			return p, err
-		}
-		views[i] = SlotView{APIKey: r.fp(s.APIKey), AltAPIKey: r.fp(s.AltAPIKey), ReadOnlyKey: r.fp(s.ReadOnlyKey)}
-		if p.Current == "" {
-			p.Current = views[i].APIKey
-		}
+	if r.opt.ReadOnly {
+		j.PendingReadOnly, j.OldReadOnly = Key{v: newReadOnlyLabel}, have[0].ReadOnlyKey
 	}
-	add := func(phase Phase, before []SlotView, after func(SlotView) SlotView, checks string) {
+	p.Current = r.fp(j.OldKey)
+	label := func(k Key) string {
+		if k.v == newKeyLabel || k.v == newReadOnlyLabel {
+			return k.v
+		}
+		return r.fp(k)
+	}
+	view := func(s Slots) SlotView {
+		return SlotView{APIKey: label(s.APIKey), AltAPIKey: label(s.AltAPIKey), ReadOnlyKey: label(s.ReadOnlyKey), JWTRBAC: s.JWTRBAC}
+	}
+	add := func(phase Phase, t target, note string) {
 		for i, n := range r.nodes {
-			a := after(before[i])
-			p.Steps = append(p.Steps, PlanStep{Phase: phase, Node: n.Name(), Method: n.Method(), Before: before[i], After: a, Checks: checks})
-			before[i] = a
+			after := t.edit(have[i])
+			p.Steps = append(p.Steps, PlanStep{Phase: phase, Node: n.Name(), Method: n.Method(), Before: view(have[i]), After: view(after), Checks: note})
+			have[i] = after
 		}
 	}
 	old := p.Current
 	if req.Emergency {
-		add(PhaseCutting, views, func(v SlotView) SlotView { return SlotView{APIKey: newKeyLabel, ReadOnlyKey: v.ReadOnlyKey} },
-			"all nodes at once; "+newKeyLabel+" accepted, "+old+" refused")
+		add(PhaseCutting, r.cutTarget(j), "all nodes at once; "+newKeyLabel+" accepted, "+old+" refused")
 		p.Notes = append(p.Notes, "emergency: no overlap; clients holding "+old+" are refused as soon as their node restarts; "+newKeyLabel+" is published after every node took it")
 		return p, nil
 	}
-	add(PhaseStaging, views, func(v SlotView) SlotView {
-		return SlotView{APIKey: old, AltAPIKey: newKeyLabel, ReadOnlyKey: v.ReadOnlyKey}
-	}, old+" and "+newKeyLabel+" accepted")
+	add(PhaseStaging, r.staged(j, "stage"), old+" and "+newKeyLabel+" accepted")
 	p.Notes = append(p.Notes, fmt.Sprintf("then %s is published as current in the store (%s kept as the previous version), then a grace of %s", newKeyLabel, old, r.opt.Grace))
-	add(PhasePromoting, views, func(v SlotView) SlotView { return SlotView{APIKey: newKeyLabel, ReadOnlyKey: v.ReadOnlyKey} },
-		newKeyLabel+" accepted, "+old+" refused")
-	p.Notes = append(p.Notes, "then "+old+" is labelled retired in the store; the read-only slot is left as it is on every node")
+	if r.opt.ReadOnly {
+		p.Notes = append(p.Notes, "read-only consumers get a read JWT signed with "+newKeyLabel+" (accepted by every node from here on) before any node changes its read-only key")
+	}
+	add(PhasePromoting, r.promoted(j), newKeyLabel+" accepted, "+old+" refused")
+	if r.opt.ReadOnly {
+		p.Notes = append(p.Notes, "then "+newReadOnlyLabel+" is published for read-only consumers")
+	} else {
+		p.Notes = append(p.Notes, "the read-only slot is left as it is on every node (read_only: keep)")
+	}
+	p.Notes = append(p.Notes, "then "+old+" is labelled retired in the store")
 	return p, nil
 }
 
-// NodeCheck is one node's answer to the store's current key.
+// NodeCheck is one node's answer to one of the store's current credentials.
 type NodeCheck struct {
 	Node     string `json:"node"`
+	Slot     Slot   `json:"slot"`
 	Accepted bool   `json:"accepted"`
 	Error    string `json:"error,omitempty"`
 }
@@ -110,14 +131,15 @@ type Verification struct {
 	Deployment  string      `json:"deployment"`
 	Fingerprint string      `json:"fingerprint"`
 	Version     int         `json:"version"`
+	ReadOnly    string      `json:"read_only_fingerprint,omitempty"`
 	Nodes       []NodeCheck `json:"nodes"`
 }
 
-// Verify checks every node against the store's current key with an authenticated call. It returns an error
-// wrapping ErrDrift when a node does not accept it.
+// Verify checks every node against the store's current admin key (and read-only credential, when the store has
+// one) with an authenticated call. It returns an error wrapping ErrDrift when a node does not accept one.
 func (r *Rotator) Verify(ctx context.Context) (Verification, error) {
 	v := Verification{Deployment: r.opt.Deployment}
-	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
 	if errors.Is(err, ErrNotFound) {
 		return v, fmt.Errorf("deployment %s: %w", r.opt.Deployment, ErrNoKey)
 	}
@@ -125,14 +147,28 @@ func (r *Rotator) Verify(ctx context.Context) (Verification, error) {
 		return v, err
 	}
 	v.Fingerprint, v.Version = r.fp(cur.Key), cur.Version
+	creds := map[Slot]Key{SlotAdmin: cur.Key}
+	ro, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotReadOnly)
+	switch {
+	case err == nil:
+		v.ReadOnly, creds[SlotReadOnly] = r.fp(ro.Key), ro.Key
+	case !errors.Is(err, ErrNotFound):
+		return v, err
+	}
 	drift := map[string]string{}
 	for _, n := range r.nodes {
-		c := NodeCheck{Node: n.Name(), Accepted: true}
-		if err := n.Probe(ctx, cur.Key); err != nil {
-			c.Accepted, c.Error = false, err.Error()
-			drift[n.Name()] = c.Error
+		for _, slot := range []Slot{SlotAdmin, SlotReadOnly} {
+			k, ok := creds[slot]
+			if !ok {
+				continue
+			}
+			c := NodeCheck{Node: n.Name(), Slot: slot, Accepted: true}
+			if err := n.Probe(ctx, k); err != nil {
+				c.Accepted, c.Error = false, err.Error()
+				drift[n.Name()+" ("+string(slot)+")"] = c.Error
+			}
+			v.Nodes = append(v.Nodes, c)
 		}
-		v.Nodes = append(v.Nodes, c)
 	}
 	if len(drift) > 0 {
 		return v, &DriftError{Deployment: r.opt.Deployment, Nodes: drift}
@@ -148,6 +184,8 @@ type Status struct {
 	Since       time.Time `json:"current_since,omitzero"`
 	AgeSeconds  int64     `json:"age_seconds,omitempty"`
 	RotationID  string    `json:"rotation_id,omitempty"`
+	ReadOnly    string    `json:"read_only_fingerprint,omitempty"`
+	ReadOnlyAs  string    `json:"read_only_kind,omitempty"`
 	LastPhase   Phase     `json:"journal_phase,omitempty"`
 	LastID      string    `json:"journal_rotation_id,omitempty"`
 	LastError   string    `json:"journal_error,omitempty"`
@@ -159,11 +197,18 @@ type Status struct {
 // Status reads the deployment's current key record and journal.
 func (r *Rotator) Status(ctx context.Context) (Status, error) {
 	s := Status{Deployment: r.opt.Deployment}
-	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
 	switch {
 	case err == nil:
 		s.Fingerprint, s.Version, s.Since, s.RotationID = r.fp(cur.Key), cur.Version, cur.Since, cur.RotationID
 		s.AgeSeconds = int64(r.opt.Now().Sub(cur.Since).Seconds())
+	case !errors.Is(err, ErrNotFound):
+		return s, err
+	}
+	ro, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotReadOnly)
+	switch {
+	case err == nil:
+		s.ReadOnly, s.ReadOnlyAs = r.fp(ro.Key), ro.Kind
 	case !errors.Is(err, ErrNotFound):
 		return s, err
 	}

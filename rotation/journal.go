@@ -53,9 +53,14 @@ type Journal struct {
 	// OldKey is the key current when the rotation started; BaseVersion its version in the store.
 	OldKey      Key
 	BaseVersion int
-	PublishedAt time.Time
-	StartedAt   time.Time
-	UpdatedAt   time.Time
+	// With Options.ReadOnly: the new and old read-only keys, the read-only record's version at the start, and the
+	// read JWT (signed with the new admin key) that bridges read-only clients while nodes change read-only keys.
+	PendingReadOnly, OldReadOnly Key
+	ReadOnlyBase                 int
+	Bridge                       Key
+	PublishedAt                  time.Time
+	StartedAt                    time.Time
+	UpdatedAt                    time.Time
 	// Error is why the rotation failed or rolled back.
 	Error string
 	// OpID is unique per write, so a writer can recognise its own write after a lost answer.

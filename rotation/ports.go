@@ -6,16 +6,32 @@ import (
 	"time"
 )
 
-// Slots are the key slots of one Qdrant node (`service.api_key`, `alt_api_key`, `read_only_api_key`); a zero Key is
-// an unset slot.
+// Slots are the key settings of one Qdrant node (`service.api_key`, `alt_api_key`, `read_only_api_key`,
+// `jwt_rbac`); a zero Key is an unset slot.
 type Slots struct {
 	APIKey, AltAPIKey, ReadOnlyKey Key
+	JWTRBAC                        bool
 }
 
 // Equal compares every slot.
 func (s Slots) Equal(o Slots) bool {
-	return s.APIKey.Equal(o.APIKey) && s.AltAPIKey.Equal(o.AltAPIKey) && s.ReadOnlyKey.Equal(o.ReadOnlyKey)
+	return s.APIKey.Equal(o.APIKey) && s.AltAPIKey.Equal(o.AltAPIKey) && s.ReadOnlyKey.Equal(o.ReadOnlyKey) && s.JWTRBAC == o.JWTRBAC
 }
+
+// Slot names a credential consumers read: the admin key, or the read-only credential.
+type Slot string
+
+// Slots consumers read.
+const (
+	SlotAdmin    Slot = "admin"
+	SlotReadOnly Slot = "read-only"
+)
+
+// Kind of credential a KeyRecord holds.
+const (
+	CredentialKey = "key" // a static key of a node slot
+	CredentialJWT = "jwt" // a JWT signed with the admin key (Qdrant's jwt_rbac)
+)
 
 // Node is one Qdrant node the rotator manages. qdrantctl implements it over Docker.
 type Node interface {
@@ -42,9 +58,10 @@ var (
 	ErrNodeDown = errors.New("node is not running")
 )
 
-// KeyRecord is what consumers read for a deployment: the key every node accepts.
+// KeyRecord is what consumers read for a deployment's slot: a credential every node accepts.
 type KeyRecord struct {
 	Key         Key
+	Kind        string // CredentialKey or CredentialJWT ("" reads as CredentialKey)
 	Fingerprint string
 	Since       time.Time // when the key became current
 	RotationID  string    // the rotation (or "adopted") that published it
@@ -54,12 +71,12 @@ type KeyRecord struct {
 // Store keeps keys and journals. vaultsync implements it over Vault KV v2; every write is a check-and-set against
 // the version last read (0: must not exist), and a lost race is ErrConflict.
 type Store interface {
-	// ReadCurrent returns the consumer record of a deployment, or ErrNotFound.
-	ReadCurrent(ctx context.Context, deployment string) (KeyRecord, error)
+	// ReadCurrent returns the consumer record of a deployment's slot, or ErrNotFound.
+	ReadCurrent(ctx context.Context, deployment string, slot Slot) (KeyRecord, error)
 	// Publish writes a new current record (a new version; the previous version stays readable).
-	Publish(ctx context.Context, deployment string, rec KeyRecord, cas int) (int, error)
+	Publish(ctx context.Context, deployment string, slot Slot, rec KeyRecord, cas int) (int, error)
 	// Retire labels a version of the consumer record retired and applies the retention to older retired versions.
-	Retire(ctx context.Context, deployment string, version int, at time.Time) error
+	Retire(ctx context.Context, deployment string, slot Slot, version int, at time.Time) error
 	// ReadJournal returns the journal of a deployment and its version; a deployment never rotated has a zero
 	// Journal at version 0.
 	ReadJournal(ctx context.Context, deployment string) (Journal, int, error)

@@ -30,6 +30,9 @@ type Options struct {
 	ReadyTimeout time.Duration
 	// LeaseTTL is how long the lease holds without renewal (renewed every third of it).
 	LeaseTTL time.Duration
+	// ReadOnly rotates the read-only slot too, through a read-JWT bridge so read-only clients see no window; it
+	// turns jwt_rbac on on every node. Without it the read-only slot is left as each node has it.
+	ReadOnly bool
 	// Owner names this rotator in the lease (default: random).
 	Owner        string
 	Fingerprints Fingerprinter
@@ -208,7 +211,7 @@ func (r *Rotator) keepRenewed(ctx context.Context, l *lease, cancel context.Canc
 
 // begin runs the preflight, mints the new key and journals it before any node is touched.
 func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report) error {
-	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
 	if errors.Is(err, ErrNotFound) {
 		if !req.Adopt {
 			return fmt.Errorf("deployment %s: %w; run with adopt to import the key the nodes use now", r.opt.Deployment, ErrNoKey)
@@ -228,6 +231,21 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 	if err := r.checkAll(ctx, cur.Key); err != nil {
 		return err
 	}
+	var ro KeyRecord
+	var newRO Key
+	if r.opt.ReadOnly {
+		if ro, err = r.readOnlyCurrent(ctx); err != nil {
+			return err
+		}
+		if !ro.Key.IsZero() {
+			if err := r.checkAll(ctx, ro.Key); err != nil {
+				return fmt.Errorf("read-only key: %w", err)
+			}
+		}
+		if newRO, err = NewKey(); err != nil {
+			return err
+		}
+	}
 	newKey, err := NewKey()
 	if err != nil {
 		return err
@@ -241,6 +259,7 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 		*j = Journal{
 			RotationID: now.UTC().Format("20060102T150405Z") + "-" + newID()[:6], Kind: kind, Phase: phase,
 			PendingKey: newKey, OldKey: cur.Key, BaseVersion: cur.Version, StartedAt: now,
+			PendingReadOnly: newRO, OldReadOnly: ro.Key, ReadOnlyBase: ro.Version,
 		}
 	})
 	if err != nil {
@@ -274,12 +293,41 @@ func (r *Rotator) adopt(ctx context.Context) (KeyRecord, error) {
 		return KeyRecord{}, fmt.Errorf("adopt: %w", err)
 	}
 	rec := KeyRecord{Key: key, Fingerprint: r.fp(key), Since: r.opt.Now(), RotationID: "adopted"}
-	v, err := r.store.Publish(ctx, r.opt.Deployment, rec, 0)
+	v, err := r.store.Publish(ctx, r.opt.Deployment, SlotAdmin, rec, 0)
 	if err != nil {
 		return KeyRecord{}, fmt.Errorf("adopt: %w", err)
 	}
 	rec.Version = v
 	r.emit(Event{Step: "adopted", Fingerprint: rec.Fingerprint, Message: "imported the nodes' key into the store"})
+	return rec, nil
+}
+
+// readOnlyCurrent returns the read-only record. When the store has none yet, it imports the read-only key every node
+// has (publishing it), or returns a zero record when no node has one.
+func (r *Rotator) readOnlyCurrent(ctx context.Context) (KeyRecord, error) {
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotReadOnly)
+	if !errors.Is(err, ErrNotFound) {
+		return cur, err
+	}
+	var key Key
+	for i, n := range r.nodes {
+		s, err := n.Keys(ctx)
+		if err != nil {
+			return KeyRecord{}, err
+		}
+		if i > 0 && !key.Equal(s.ReadOnlyKey) {
+			return KeyRecord{}, fmt.Errorf("read-only key: the nodes do not agree on one (node %s has %s, another %s)", n.Name(), r.fp(s.ReadOnlyKey), r.fp(key))
+		}
+		key = s.ReadOnlyKey
+	}
+	if key.IsZero() {
+		return KeyRecord{}, nil
+	}
+	rec := KeyRecord{Key: key, Kind: CredentialKey, Fingerprint: r.fp(key), Since: r.opt.Now(), RotationID: "adopted"}
+	if rec.Version, err = r.store.Publish(ctx, r.opt.Deployment, SlotReadOnly, rec, 0); err != nil {
+		return KeyRecord{}, fmt.Errorf("read-only key: %w", err)
+	}
+	r.emit(Event{Step: "adopted", Fingerprint: rec.Fingerprint, Message: "imported the nodes' read-only key into the store"})
 	return rec, nil
 }
 
@@ -319,7 +367,7 @@ func (r *Rotator) drive(ctx context.Context, l *lease, rep *Report) error {
 		case PhaseDone, PhaseRolledBack:
 			return nil
 		case PhaseStaging:
-			err = r.eachNode(ctx, l, rep, "stage", Slots{APIKey: j.OldKey, AltAPIKey: j.PendingKey}, []Key{j.OldKey, j.PendingKey}, nil, PhasePublishing)
+			err = r.eachNode(ctx, l, rep, r.staged(j, "stage"), PhasePublishing)
 		case PhaseCutting:
 			err = r.cut(ctx, l, rep)
 		case PhasePublishing:
@@ -327,7 +375,7 @@ func (r *Rotator) drive(ctx context.Context, l *lease, rep *Report) error {
 		case PhaseGrace:
 			err = r.grace(ctx, l)
 		case PhasePromoting:
-			err = r.eachNode(ctx, l, rep, "promote", Slots{APIKey: j.PendingKey}, []Key{j.PendingKey}, []Key{j.OldKey}, PhaseRetiring)
+			err = r.eachNode(ctx, l, rep, r.promoted(j), PhaseRetiring)
 			if err != nil && !stopped(ctx, err) {
 				err = r.unpromote(ctx, l, rep, err)
 			}
@@ -357,9 +405,67 @@ func stopped(ctx context.Context, err error) bool {
 	return ctx.Err() != nil || errors.Is(err, ErrLeaseLost) || errors.Is(err, context.Canceled)
 }
 
-// eachNode moves the nodes one at a time to want (the read-only slot kept as each node has it), checking each before
-// the next: the accept keys work and the refuse keys get 401/403. Then the journal moves to next.
-func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, step string, want Slots, accept, refuse []Key, next Phase) error {
+// target is what one step gives a node: its slots, derived from what the node has, and the credentials it must
+// then accept and refuse (401/403).
+type target struct {
+	step   string
+	edit   func(Slots) Slots
+	accept []Key
+	refuse []Key
+}
+
+// keys drops unset keys (a deployment may have no read-only key).
+func keys(ks ...Key) []Key {
+	out := ks[:0:0]
+	for _, k := range ks {
+		if !k.IsZero() {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// staged: the old key primary, the new one in the alt slot; with ReadOnly, jwt_rbac on (for the bridge).
+func (r *Rotator) staged(j Journal, step string) target {
+	return target{step: step, edit: func(s Slots) Slots {
+		s.APIKey, s.AltAPIKey = j.OldKey, j.PendingKey
+		if r.opt.ReadOnly {
+			s.ReadOnlyKey, s.JWTRBAC = j.OldReadOnly, true
+		}
+		return s
+	}, accept: keys(j.OldKey, j.PendingKey, j.OldReadOnly)}
+}
+
+// promoted: the new key alone; with ReadOnly, the new read-only key, and the bridge still accepted.
+func (r *Rotator) promoted(j Journal) target {
+	t := target{step: "promote", edit: func(s Slots) Slots {
+		s.APIKey, s.AltAPIKey = j.PendingKey, Key{}
+		if r.opt.ReadOnly {
+			s.ReadOnlyKey, s.JWTRBAC = j.PendingReadOnly, true
+		}
+		return s
+	}, accept: []Key{j.PendingKey}, refuse: []Key{j.OldKey}}
+	if r.opt.ReadOnly {
+		t.accept = keys(j.PendingKey, j.PendingReadOnly, j.Bridge)
+		t.refuse = keys(j.OldKey, j.OldReadOnly)
+	}
+	return t
+}
+
+// cutTarget: the emergency step, the new keys alone at once.
+func (r *Rotator) cutTarget(j Journal) target {
+	return target{step: "cut", edit: func(s Slots) Slots {
+		s.APIKey, s.AltAPIKey = j.PendingKey, Key{}
+		if r.opt.ReadOnly {
+			s.ReadOnlyKey = j.PendingReadOnly
+		}
+		return s
+	}, accept: keys(j.PendingKey, j.PendingReadOnly), refuse: keys(j.OldKey, j.OldReadOnly)}
+}
+
+// eachNode moves the nodes one at a time to t, checking each before the next. Then the journal moves to next.
+func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target, next Phase) error {
+	step := t.step
 	for _, n := range r.nodes {
 		if l.journal().done(n.Name()) {
 			continue
@@ -368,7 +474,7 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, step stri
 			return err
 		}
 		r.checkpoint(step + ":" + n.Name() + ":begin")
-		if err := r.moveNode(ctx, l.journal(), n, want, accept, refuse, step, rep); err != nil {
+		if err := r.moveNode(ctx, l.journal(), n, t, rep); err != nil {
 			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 		}
 		if err := r.journal(ctx, l, func(j *Journal) { j.markDone(n.Name()) }); err != nil {
@@ -383,14 +489,15 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, step stri
 	return nil
 }
 
-// moveNode gives one node the slots want (keeping its read-only slot) unless it already has them and answers as
-// wanted, restarts it, and checks it.
-func (r *Rotator) moveNode(ctx context.Context, j Journal, n Node, want Slots, accept, refuse []Key, step string, rep *Report) error {
+// moveNode gives one node the slots of t unless it already has them and answers as wanted, restarts it, and checks
+// it.
+func (r *Rotator) moveNode(ctx context.Context, j Journal, n Node, t target, rep *Report) error {
+	step, accept, refuse := t.step, t.accept, t.refuse
 	have, err := n.Keys(ctx)
 	if err != nil {
 		return err
 	}
-	want.ReadOnlyKey = have.ReadOnlyKey
+	want := t.edit(have)
 	if have.Equal(want) && r.answers(ctx, n, accept, refuse) == nil {
 		r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "already done"})
 		return nil
@@ -449,7 +556,7 @@ func (r *Rotator) waitAccepts(ctx context.Context, n Node, key Key) error {
 // nodes restart.
 func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 	j := l.journal()
-	want := Slots{APIKey: j.PendingKey}
+	t := r.cutTarget(j)
 	errs := make([]error, len(r.nodes))
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -458,7 +565,7 @@ func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 		go func() {
 			defer wg.Done()
 			var local Report
-			if err := r.moveNode(ctx, j, n, want, []Key{j.PendingKey}, []Key{j.OldKey}, "cut", &local); err != nil {
+			if err := r.moveNode(ctx, j, n, t, &local); err != nil {
 				errs[i] = fmt.Errorf("cut node %s: %w", n.Name(), err)
 			}
 			mu.Lock()
@@ -481,10 +588,10 @@ func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 func (r *Rotator) publish(ctx context.Context, l *lease) error {
 	j := l.journal()
 	rec := KeyRecord{Key: j.PendingKey, Fingerprint: r.fp(j.PendingKey), Since: r.opt.Now(), RotationID: j.RotationID}
-	_, err := r.store.Publish(ctx, r.opt.Deployment, rec, j.BaseVersion)
+	_, err := r.store.Publish(ctx, r.opt.Deployment, SlotAdmin, rec, j.BaseVersion)
 	if errors.Is(err, ErrConflict) {
 		// Published already (a run that crashed after publishing, or a lost answer), or changed by someone else.
-		cur, rerr := r.store.ReadCurrent(ctx, r.opt.Deployment)
+		cur, rerr := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
 		if rerr != nil {
 			return errors.Join(err, rerr)
 		}
@@ -496,16 +603,66 @@ func (r *Rotator) publish(ctx context.Context, l *lease) error {
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
+	r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "new key is current for consumers"})
 	next := PhaseGrace
 	if j.Kind == KindEmergency {
 		next = PhaseRetiring
+	} else if r.opt.ReadOnly {
+		if err := r.publishBridge(ctx, l); err != nil {
+			return err
+		}
 	}
 	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.PublishedAt = next, r.opt.Now() }); err != nil {
 		return err
 	}
-	r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "new key is current for consumers"})
 	r.checkpoint("published")
 	return nil
+}
+
+// bridgeLifetime is how long the read JWT that bridges read-only clients stays valid: long enough for any grace and
+// for an operator to finish an interrupted rotation, short enough that a copy kept by mistake dies on its own.
+const bridgeLifetime = 7 * 24 * time.Hour
+
+// publishBridge gives read-only consumers a read JWT signed with the new admin key (which every node accepts in one
+// of its slots now), journaled before it is published and checked on every node first. Nodes may then change their
+// read-only key without any read-only client being refused.
+func (r *Rotator) publishBridge(ctx context.Context, l *lease) error {
+	j := l.journal()
+	if j.Bridge.IsZero() {
+		bridge, err := readToken(j.PendingKey, r.opt.Now().Add(max(bridgeLifetime, 10*r.opt.Grace)))
+		if err != nil {
+			return err
+		}
+		if err := r.journal(ctx, l, func(j *Journal) { j.Bridge = bridge }); err != nil {
+			return err
+		}
+		j = l.journal()
+	}
+	if err := r.checkAll(ctx, j.Bridge); err != nil {
+		return fmt.Errorf("read JWT: %w", err)
+	}
+	rec := KeyRecord{Key: j.Bridge, Kind: CredentialJWT, Fingerprint: r.fp(j.Bridge), Since: r.opt.Now(), RotationID: j.RotationID}
+	if err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
+		return fmt.Errorf("publish read JWT: %w", err)
+	}
+	r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "read JWT is the read-only credential while nodes change read-only keys"})
+	r.checkpoint("bridged")
+	return nil
+}
+
+// publishOnce publishes rec unless this rotation already did (a rerun after a crash, or a lost answer).
+func (r *Rotator) publishOnce(ctx context.Context, slot Slot, rec KeyRecord, cas int) error {
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, slot)
+	switch {
+	case err == nil && cur.RotationID == rec.RotationID && cur.Key.Equal(rec.Key):
+		return nil
+	case err == nil:
+		cas = cur.Version
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	_, err = r.store.Publish(ctx, r.opt.Deployment, slot, rec, cas)
+	return err
 }
 
 // grace waits until consumers have had Grace to move to the new key (counted from publication, across restarts).
@@ -536,8 +693,11 @@ func (r *Rotator) unpromote(ctx context.Context, l *lease, rep *Report, cause er
 		if n.Name() != j.Node {
 			continue
 		}
-		staged := Slots{APIKey: j.PendingKey, AltAPIKey: j.OldKey}
-		if err := r.moveNode(ctx, j, n, staged, []Key{j.PendingKey}, nil, "restore", rep); err != nil {
+		restore := r.staged(j, "restore")
+		edit := restore.edit
+		restore.edit = func(s Slots) Slots { s = edit(s); s.APIKey, s.AltAPIKey = j.PendingKey, j.OldKey; return s }
+		restore.accept = keys(j.PendingKey, j.OldKey, j.OldReadOnly, j.Bridge)
+		if err := r.moveNode(ctx, j, n, restore, rep); err != nil {
 			return errors.Join(cause, fmt.Errorf("restore node %s: %w", n.Name(), err))
 		}
 	}
@@ -550,8 +710,21 @@ func (r *Rotator) unpromote(ctx context.Context, l *lease, rep *Report, cause er
 // retire labels the old key retired in the store and ends the rotation.
 func (r *Rotator) retire(ctx context.Context, l *lease) error {
 	j := l.journal()
+	if r.opt.ReadOnly && !j.PendingReadOnly.IsZero() {
+		rec := KeyRecord{Key: j.PendingReadOnly, Kind: CredentialKey, Fingerprint: r.fp(j.PendingReadOnly), Since: r.opt.Now(), RotationID: j.RotationID}
+		if err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
+			return fmt.Errorf("publish read-only key: %w", err)
+		}
+		r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "new read-only key is current for read-only consumers"})
+		r.checkpoint("read-only published")
+		if j.ReadOnlyBase > 0 {
+			if err := r.store.Retire(ctx, r.opt.Deployment, SlotReadOnly, j.ReadOnlyBase, r.opt.Now()); err != nil {
+				return fmt.Errorf("retire: %w", err)
+			}
+		}
+	}
 	if j.BaseVersion > 0 {
-		if err := r.store.Retire(ctx, r.opt.Deployment, j.BaseVersion, r.opt.Now()); err != nil {
+		if err := r.store.Retire(ctx, r.opt.Deployment, SlotAdmin, j.BaseVersion, r.opt.Now()); err != nil {
 			return fmt.Errorf("retire: %w", err)
 		}
 	}
@@ -566,7 +739,7 @@ func (r *Rotator) retire(ctx context.Context, l *lease) error {
 // rollback puts every node back on the store's current key (the old one) alone and ends the rotation rolled back.
 func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 	j := l.journal()
-	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment)
+	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
 	if err != nil {
 		return fmt.Errorf("rollback: %w", err)
 	}
@@ -574,8 +747,15 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 		return fmt.Errorf("rollback: the new key is already published (version %d); rerun to finish the rotation", cur.Version)
 	}
 	r.emitJ(j, Event{Step: "rollback", Fingerprint: r.fp(cur.Key), Message: "putting every node back on the current key: " + j.Error})
+	back := target{step: "rollback", edit: func(s Slots) Slots {
+		s.APIKey, s.AltAPIKey = cur.Key, Key{}
+		if r.opt.ReadOnly {
+			s.ReadOnlyKey = j.OldReadOnly
+		}
+		return s
+	}, accept: keys(cur.Key, j.OldReadOnly)}
 	for _, n := range r.nodes {
-		if err := r.moveNode(ctx, j, n, Slots{APIKey: cur.Key}, []Key{cur.Key}, nil, "rollback", rep); err != nil {
+		if err := r.moveNode(ctx, j, n, back, rep); err != nil {
 			return fmt.Errorf("rollback node %s: %w", n.Name(), err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -45,7 +46,7 @@ func newBed(t *testing.T, n int) *bed {
 		t.Fatal(err)
 	}
 	b.k1 = k1
-	if _, err := b.store.Publish(context.Background(), "prod", KeyRecord{Key: k1, RotationID: "adopted"}, 0); err != nil {
+	if _, err := b.store.Publish(context.Background(), "prod", SlotAdmin, KeyRecord{Key: k1, RotationID: "adopted"}, 0); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
@@ -56,20 +57,22 @@ func newBed(t *testing.T, n int) *bed {
 	return b
 }
 
-// checkInvariant: every running node accepts the store's current key.
+// checkInvariant: every running node accepts the store's current credentials (admin, and read-only if any).
 func (b *bed) checkInvariant() {
-	cur, err := b.store.ReadCurrent(context.Background(), "prod")
-	if err != nil {
-		return
-	}
-	for _, n := range b.nodes {
-		n.mu.Lock()
-		up := n.up
-		n.mu.Unlock()
-		if up && !n.accepts(cur.Key) {
-			b.mu.Lock()
-			b.violations++
-			b.mu.Unlock()
+	for _, slot := range []Slot{SlotAdmin, SlotReadOnly} {
+		cur, err := b.store.ReadCurrent(context.Background(), "prod", slot)
+		if err != nil {
+			continue
+		}
+		for _, n := range b.nodes {
+			n.mu.Lock()
+			up := n.up
+			n.mu.Unlock()
+			if up && !n.accepts(cur.Key) {
+				b.mu.Lock()
+				b.violations++
+				b.mu.Unlock()
+			}
 		}
 	}
 }
@@ -98,7 +101,7 @@ func (b *bed) rotator(opts ...func(*Options)) *Rotator {
 
 func (b *bed) current() KeyRecord {
 	b.t.Helper()
-	cur, err := b.store.ReadCurrent(context.Background(), "prod")
+	cur, err := b.store.ReadCurrent(context.Background(), "prod", SlotAdmin)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -148,7 +151,7 @@ func TestRotateCompletes(t *testing.T) {
 			t.Errorf("node %s keeps an alt key after promotion", n.name)
 		}
 	}
-	if got := b.store.retired["prod"]; len(got) != 1 || got[0] != 1 {
+	if got := b.store.retired["prod/admin"]; len(got) != 1 || got[0] != 1 {
 		t.Errorf("retired versions %v, want [1]", got)
 	}
 	// Order: every node staged before any promotion.
@@ -161,6 +164,47 @@ func TestRotateCompletes(t *testing.T) {
 	want := "stage:qdrant-a stage:qdrant-b stage:qdrant-c promote:qdrant-a promote:qdrant-b promote:qdrant-c"
 	if strings.Join(order, " ") != want {
 		t.Errorf("restart order %v, want %s", order, want)
+	}
+}
+
+// TestReadOnlyRotatesThroughAJWTBridge: with ReadOnly, read-only consumers move from the old read-only key to a read
+// JWT before any node changes its read-only key, then to the new read-only key once every node has it; at no moment
+// does a running node refuse what the store holds for either slot.
+func TestReadOnlyRotatesThroughAJWTBridge(t *testing.T) {
+	b := newBed(t, 3)
+	r1, _ := NewKey()
+	for _, n := range b.nodes {
+		n.configured.ReadOnlyKey, n.running.ReadOnlyKey = r1, r1
+	}
+	var kinds []string
+	b.store.onPublish = func(slot Slot, rec KeyRecord) {
+		if slot == SlotReadOnly {
+			kinds = append(kinds, rec.Kind)
+		}
+	}
+	rep, err := b.rotator(func(o *Options) { o.ReadOnly = true }).Rotate(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Restarts != 6 {
+		t.Errorf("%d restarts, want 6: the read-only key rides on the admin rotation's two restarts", rep.Restarts)
+	}
+	// adopted r1, then the bridge JWT, then the new read-only key.
+	if strings.Join(kinds, ",") != "key,jwt,key" {
+		t.Errorf("read-only record kinds over time %v, want key,jwt,key", kinds)
+	}
+	ro, err := b.store.ReadCurrent(context.Background(), "prod", SlotReadOnly)
+	if err != nil || ro.Key.Equal(r1) || ro.Kind != CredentialKey {
+		t.Fatalf("read-only record after the rotation: kind %s, err %v", ro.Kind, err)
+	}
+	for _, n := range b.nodes {
+		if !n.accepts(ro.Key) || n.accepts(r1) || !n.configured.JWTRBAC {
+			t.Errorf("node %s: new read-only key accepted %v, old refused %v, jwt_rbac %v", n.name, n.accepts(ro.Key), !n.accepts(r1), n.configured.JWTRBAC)
+		}
+	}
+	b.assertSettled(b.k1, r1)
+	if got := b.store.retired["prod/read-only"]; len(got) != 1 || got[0] != 1 {
+		t.Errorf("retired read-only versions %v, want [1]", got)
 	}
 }
 
@@ -215,7 +259,7 @@ func TestEmergencyCutsTheOldKey(t *testing.T) {
 			t.Errorf("node %s: old key accepted or new key refused", n.name)
 		}
 	}
-	if len(b.store.retired["prod"]) != 1 {
+	if len(b.store.retired["prod/admin"]) != 1 {
 		t.Errorf("old key not retired")
 	}
 }
@@ -264,11 +308,11 @@ func (f *freezingStore) WriteJournal(ctx context.Context, dep string, j Journal,
 	return f.memStore.WriteJournal(ctx, dep, j, cas)
 }
 
-func (f *freezingStore) Publish(ctx context.Context, dep string, rec KeyRecord, cas int) (int, error) {
+func (f *freezingStore) Publish(ctx context.Context, dep string, slot Slot, rec KeyRecord, cas int) (int, error) {
 	if f.frozen {
 		return 0, errors.New("process is dead")
 	}
-	return f.memStore.Publish(ctx, dep, rec, cas)
+	return f.memStore.Publish(ctx, dep, slot, rec, cas)
 }
 
 func TestResumeAfterCrashAtEveryCheckpoint(t *testing.T) {
@@ -279,53 +323,71 @@ func TestResumeAfterCrashAtEveryCheckpoint(t *testing.T) {
 		"promote:qdrant-a:begin", "promote:qdrant-a:done", "promote:qdrant-b:begin", "promoted",
 		"retired",
 	}
-	for _, point := range points {
-		t.Run(point, func(t *testing.T) {
-			b := newBed(t, 2)
-			fs := &freezingStore{memStore: b.store}
-			run := func(hook func(string)) (rep Report, err error, crashed bool) {
-				nodes := []Node{b.nodes[0], b.nodes[1]}
-				fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
-				r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now, Checkpoint: hook})
-				if nerr != nil {
-					t.Fatal(nerr)
+	for _, readOnly := range []bool{false, true} {
+		all := points
+		if readOnly {
+			all = append(append([]string(nil), points...), "bridged", "read-only published")
+		}
+		for _, point := range all {
+			t.Run(fmt.Sprintf("read_only=%v/%s", readOnly, point), func(t *testing.T) { crashAndResume(t, point, readOnly) })
+		}
+	}
+}
+
+func crashAndResume(t *testing.T, point string, readOnly bool) {
+	b := newBed(t, 2)
+	r1, _ := NewKey()
+	if readOnly {
+		for _, n := range b.nodes {
+			n.configured.ReadOnlyKey, n.running.ReadOnlyKey = r1, r1
+		}
+	}
+	fs := &freezingStore{memStore: b.store}
+	run := func(hook func(string)) (rep Report, err error, crashed bool) {
+		nodes := []Node{b.nodes[0], b.nodes[1]}
+		fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
+		r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now, Checkpoint: hook, ReadOnly: readOnly})
+		if nerr != nil {
+			t.Fatal(nerr)
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				if _, ok := p.(crash); !ok {
+					panic(p)
 				}
-				defer func() {
-					if p := recover(); p != nil {
-						if _, ok := p.(crash); !ok {
-							panic(p)
-						}
-						crashed = true
-					}
-				}()
-				rep, err = r.Rotate(context.Background(), Request{})
-				return rep, err, false
+				crashed = true
 			}
-			seen := false
-			_, _, crashed := run(func(p string) {
-				if p == point {
-					seen = true
-					fs.frozen = true
-					panic(crash{p})
-				}
-			})
-			if !seen || !crashed {
-				t.Fatalf("checkpoint %s was never reached", point)
-			}
-			fs.frozen = false
-			b.clock.Add(2 * time.Hour) // the dead rotator's lease expires
-			rep, err, _ := run(nil)
-			if err != nil {
-				t.Fatalf("rerun after a crash at %s: %v", point, err)
-			}
-			if rep.Outcome != OutcomeCompleted {
-				t.Errorf("rerun outcome %s", rep.Outcome)
-			}
-			if point != "retired" && !rep.Resumed {
-				t.Errorf("rerun did not resume the interrupted rotation")
-			}
-			b.assertSettled(b.k1)
-		})
+		}()
+		rep, err = r.Rotate(context.Background(), Request{})
+		return rep, err, false
+	}
+	seen := false
+	_, _, crashed := run(func(p string) {
+		if p == point {
+			seen = true
+			fs.frozen = true
+			panic(crash{p})
+		}
+	})
+	if !seen || !crashed {
+		t.Fatalf("checkpoint %s was never reached", point)
+	}
+	fs.frozen = false
+	b.clock.Add(2 * time.Hour) // the dead rotator's lease expires
+	rep, err, _ := run(nil)
+	if err != nil {
+		t.Fatalf("rerun after a crash at %s: %v", point, err)
+	}
+	if rep.Outcome != OutcomeCompleted {
+		t.Errorf("rerun outcome %s", rep.Outcome)
+	}
+	if point != "retired" && !rep.Resumed {
+		t.Errorf("rerun did not resume the interrupted rotation")
+	}
+	if readOnly {
+		b.assertSettled(b.k1, r1)
+	} else {
+		b.assertSettled(b.k1)
 	}
 }
 
@@ -398,7 +460,7 @@ func TestDriftStopsBeforeAnyChange(t *testing.T) {
 
 func TestAdopt(t *testing.T) {
 	b := newBed(t, 2)
-	b.store.versions["prod"] = nil
+	b.store.versions["prod/admin"] = nil
 	if _, err := b.rotator().Rotate(context.Background(), Request{}); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("without adopt: %v, want ErrNoKey", err)
 	}
@@ -406,7 +468,7 @@ func TestAdopt(t *testing.T) {
 	if err != nil || !rep.Adopted {
 		t.Fatalf("adopt: %v (adopted %v)", err, rep.Adopted)
 	}
-	if first := b.store.versions["prod"][0]; !first.Key.Equal(b.k1) || first.RotationID != "adopted" {
+	if first := b.store.versions["prod/admin"][0]; !first.Key.Equal(b.k1) || first.RotationID != "adopted" {
 		t.Errorf("version 1 is not the adopted node key")
 	}
 	b.assertSettled(b.k1)
@@ -455,7 +517,7 @@ func TestNoKeyMaterialInOutputs(t *testing.T) {
 		}
 	}
 	keys := []Key{b.k1}
-	for _, rec := range b.store.versions["prod"] {
+	for _, rec := range b.store.versions["prod/admin"] {
 		keys = append(keys, rec.Key)
 	}
 	j, _, _ := b.store.ReadJournal(context.Background(), "prod")

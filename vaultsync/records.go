@@ -15,7 +15,8 @@ import (
 
 // Layout under <mount>/<prefix>/ (the consumer contract, documented in the README):
 //
-//	deployments/<name>/admin     consumers read: api_key, fingerprint, current_since, rotation_id
+//	deployments/<name>/admin     consumers read: api_key, kind, fingerprint, current_since, rotation_id
+//	deployments/<name>/read-only the same for the read-only credential (a key, or for a while a read JWT)
 //	rotator/journal/<name>       rotator only: lease and rotation state, including the pending key
 //	rotator/fingerprint          rotator only: the secret that keys fingerprints
 const (
@@ -23,9 +24,9 @@ const (
 	timeFormat   = time.RFC3339Nano
 )
 
-// ConsumerPath is the path (under the mount) consumers of a deployment's admin key read.
-func (s *Store) ConsumerPath(deployment string) string {
-	return s.path("deployments", deployment, "admin")
+// ConsumerPath is the path (under the mount) consumers of a deployment's slot read.
+func (s *Store) ConsumerPath(deployment string, slot rotation.Slot) string {
+	return s.path("deployments", deployment, string(slot))
 }
 
 func (s *Store) journalPath(deployment string) string {
@@ -40,25 +41,35 @@ func (s *Store) path(parts ...string) string {
 }
 
 // ReadCurrent implements rotation.Store.
-func (s *Store) ReadCurrent(ctx context.Context, deployment string) (rotation.KeyRecord, error) {
-	fields, version, err := s.Get(ctx, s.ConsumerPath(deployment))
+func (s *Store) ReadCurrent(ctx context.Context, deployment string, slot rotation.Slot) (rotation.KeyRecord, error) {
+	path := s.ConsumerPath(deployment, slot)
+	fields, version, err := s.Get(ctx, path)
 	if err != nil {
 		return rotation.KeyRecord{}, err
 	}
 	key, err := rotation.ParseKey(fields["api_key"])
 	if err != nil {
-		return rotation.KeyRecord{}, fmt.Errorf("vault: %s/%s: api_key: %w", s.mount, s.ConsumerPath(deployment), err)
+		return rotation.KeyRecord{}, fmt.Errorf("vault: %s/%s: api_key: %w", s.mount, path, err)
 	}
 	since, _ := time.Parse(timeFormat, fields["current_since"])
-	return rotation.KeyRecord{Key: key, Fingerprint: fields["fingerprint"], Since: since, RotationID: fields["rotation_id"], Version: version}, nil
+	kind := fields["kind"]
+	if kind == "" {
+		kind = rotation.CredentialKey
+	}
+	return rotation.KeyRecord{Key: key, Kind: kind, Fingerprint: fields["fingerprint"], Since: since, RotationID: fields["rotation_id"], Version: version}, nil
 }
 
 // Publish implements rotation.Store: a new version of the consumer record; the version before stays readable and
 // is labelled "previous".
-func (s *Store) Publish(ctx context.Context, deployment string, rec rotation.KeyRecord, cas int) (int, error) {
-	path := s.ConsumerPath(deployment)
+func (s *Store) Publish(ctx context.Context, deployment string, slot rotation.Slot, rec rotation.KeyRecord, cas int) (int, error) {
+	path := s.ConsumerPath(deployment, slot)
+	kind := rec.Kind
+	if kind == "" {
+		kind = rotation.CredentialKey
+	}
 	version, err := s.Put(ctx, path, map[string]string{
 		"api_key":       rec.Key.Reveal(),
+		"kind":          kind,
 		"fingerprint":   rec.Fingerprint,
 		"current_since": rec.Since.UTC().Format(timeFormat),
 		"rotation_id":   rec.RotationID,
@@ -79,8 +90,8 @@ func (s *Store) Publish(ctx context.Context, deployment string, rec rotation.Key
 }
 
 // Retire implements rotation.Store.
-func (s *Store) Retire(ctx context.Context, deployment string, version int, at time.Time) error {
-	return s.labelVersions(ctx, s.ConsumerPath(deployment), map[string]string{
+func (s *Store) Retire(ctx context.Context, deployment string, slot rotation.Slot, version int, at time.Time) error {
+	return s.labelVersions(ctx, s.ConsumerPath(deployment, slot), map[string]string{
 		"v" + strconv.Itoa(version): retiredLabel + " " + at.UTC().Format(time.RFC3339),
 	}, at)
 }
@@ -104,6 +115,10 @@ func (s *Store) ReadJournal(ctx context.Context, deployment string) (rotation.Jo
 	j.PendingKey, _ = rotation.ParseKey(f["pending_key"])
 	j.OldKey, _ = rotation.ParseKey(f["old_key"])
 	j.BaseVersion, _ = strconv.Atoi(f["base_version"])
+	j.PendingReadOnly, _ = rotation.ParseKey(f["pending_read_only"])
+	j.OldReadOnly, _ = rotation.ParseKey(f["old_read_only"])
+	j.ReadOnlyBase, _ = strconv.Atoi(f["read_only_base"])
+	j.Bridge, _ = rotation.ParseKey(f["bridge"])
 	for name, dst := range map[string]*time.Time{
 		"lease_until": &j.LeaseUntil, "published_at": &j.PublishedAt, "started_at": &j.StartedAt, "updated_at": &j.UpdatedAt,
 	} {
@@ -131,6 +146,8 @@ func (s *Store) WriteJournal(ctx context.Context, deployment string, j rotation.
 		"owner": j.Owner, "lease_until": ts(j.LeaseUntil), "rotation_id": j.RotationID, "kind": string(j.Kind),
 		"phase": string(j.Phase), "node": j.Node, "nodes_done": strings.Join(j.NodesDone, ","),
 		"pending_key": j.PendingKey.Reveal(), "old_key": j.OldKey.Reveal(), "base_version": strconv.Itoa(j.BaseVersion),
+		"pending_read_only": j.PendingReadOnly.Reveal(), "old_read_only": j.OldReadOnly.Reveal(),
+		"read_only_base": strconv.Itoa(j.ReadOnlyBase), "bridge": j.Bridge.Reveal(),
 		"published_at": ts(j.PublishedAt), "started_at": ts(j.StartedAt), "updated_at": ts(j.UpdatedAt),
 		"error": j.Error, "op_id": j.OpID,
 	}, cas)

@@ -26,25 +26,25 @@ func TestStoreAgainstDevServer(t *testing.T) {
 	k2, _ := rotation.NewKey()
 	t0 := time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)
 
-	if _, err := store.ReadCurrent(ctx, "prod"); !errors.Is(err, rotation.ErrNotFound) {
+	if _, err := store.ReadCurrent(ctx, "prod", rotation.SlotAdmin); !errors.Is(err, rotation.ErrNotFound) {
 		t.Fatalf("empty store: %v, want ErrNotFound", err)
 	}
-	v1, err := store.Publish(ctx, "prod", rotation.KeyRecord{Key: k1, Fingerprint: "fp:1", Since: t0, RotationID: "adopted"}, 0)
+	v1, err := store.Publish(ctx, "prod", rotation.SlotAdmin, rotation.KeyRecord{Key: k1, Fingerprint: "fp:1", Since: t0, RotationID: "adopted"}, 0)
 	if err != nil || v1 != 1 {
 		t.Fatalf("publish v1: %d, %v", v1, err)
 	}
-	if _, err := store.Publish(ctx, "prod", rotation.KeyRecord{Key: k2, Since: t0}, 0); !errors.Is(err, rotation.ErrConflict) {
+	if _, err := store.Publish(ctx, "prod", rotation.SlotAdmin, rotation.KeyRecord{Key: k2, Since: t0}, 0); !errors.Is(err, rotation.ErrConflict) {
 		t.Fatalf("stale publish: %v, want ErrConflict", err)
 	}
-	v2, err := store.Publish(ctx, "prod", rotation.KeyRecord{Key: k2, Fingerprint: "fp:2", Since: t0.Add(time.Minute), RotationID: "r2"}, 1)
+	v2, err := store.Publish(ctx, "prod", rotation.SlotAdmin, rotation.KeyRecord{Key: k2, Fingerprint: "fp:2", Since: t0.Add(time.Minute), RotationID: "r2"}, 1)
 	if err != nil || v2 != 2 {
 		t.Fatalf("publish v2: %d, %v", v2, err)
 	}
-	cur, err := store.ReadCurrent(ctx, "prod")
-	if err != nil || !cur.Key.Equal(k2) || cur.Version != 2 || cur.RotationID != "r2" || !cur.Since.Equal(t0.Add(time.Minute)) || cur.Fingerprint != "fp:2" {
+	cur, err := store.ReadCurrent(ctx, "prod", rotation.SlotAdmin)
+	if err != nil || !cur.Key.Equal(k2) || cur.Version != 2 || cur.RotationID != "r2" || cur.Kind != rotation.CredentialKey || !cur.Since.Equal(t0.Add(time.Minute)) || cur.Fingerprint != "fp:2" {
 		t.Fatalf("current = %+v, %v", cur, err)
 	}
-	if err := store.Retire(ctx, "prod", 1, t0.Add(2*time.Minute)); err != nil {
+	if err := store.Retire(ctx, "prod", rotation.SlotAdmin, 1, t0.Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 
@@ -76,7 +76,7 @@ func TestStoreAgainstDevServer(t *testing.T) {
 	}
 	// Past the retention, the next label write soft-deletes the retired version; the current one stays.
 	k3, _ := rotation.NewKey()
-	if _, err := store.Publish(ctx, "prod", rotation.KeyRecord{Key: k3, Since: t0.Add(3 * time.Hour), RotationID: "r3"}, 2); err != nil {
+	if _, err := store.Publish(ctx, "prod", rotation.SlotAdmin, rotation.KeyRecord{Key: k3, Since: t0.Add(3 * time.Hour), RotationID: "r3"}, 2); err != nil {
 		t.Fatal(err)
 	}
 	old, err = client.KVv2("secret").GetVersion(ctx, "qdrant/deployments/prod/admin", 1)
@@ -93,6 +93,7 @@ func TestStoreAgainstDevServer(t *testing.T) {
 		Owner: "me", LeaseUntil: t0.Add(time.Minute), RotationID: "r4", Kind: rotation.KindScheduled, Phase: rotation.PhaseStaging,
 		Node: "qdrant-b", NodesDone: []string{"qdrant-a"}, PendingKey: k3, OldKey: k2, BaseVersion: 2,
 		StartedAt: t0, UpdatedAt: t0.Add(time.Second), OpID: "op1",
+		PendingReadOnly: k1, OldReadOnly: k2, ReadOnlyBase: 4, Bridge: k3,
 	}
 	jv, err = store.WriteJournal(ctx, "prod", j, 0)
 	if err != nil || jv != 1 {
@@ -107,7 +108,8 @@ func TestStoreAgainstDevServer(t *testing.T) {
 	}
 	if got.Owner != j.Owner || !got.LeaseUntil.Equal(j.LeaseUntil) || got.Phase != j.Phase || got.Node != j.Node ||
 		strings.Join(got.NodesDone, ",") != "qdrant-a" || !got.PendingKey.Equal(k3) || !got.OldKey.Equal(k2) ||
-		got.BaseVersion != 2 || !got.StartedAt.Equal(t0) || got.OpID != "op1" || got.Kind != rotation.KindScheduled {
+		got.BaseVersion != 2 || !got.StartedAt.Equal(t0) || got.OpID != "op1" || got.Kind != rotation.KindScheduled ||
+		!got.PendingReadOnly.Equal(k1) || !got.OldReadOnly.Equal(k2) || got.ReadOnlyBase != 4 || !got.Bridge.Equal(k3) {
 		t.Errorf("journal round trip lost fields: %+v", got)
 	}
 

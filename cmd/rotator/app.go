@@ -131,7 +131,7 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, fp rotation.Fing
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	return rotation.New(a.store, nodes, rotation.Options{
-		Deployment: d.Name, Grace: d.Grace.Std(), ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
+		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Grace: d.Grace.Std(), ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
 		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: fp, Logger: a.logger, Observe: observe,
 		Checkpoint: a.crashHook(),
 	})

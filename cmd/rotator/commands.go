@@ -124,8 +124,9 @@ func printPlan(w io.Writer, p rotation.Plan) {
 	fmt.Fprintf(w, "plan for deployment %s (%s rotation; current key %s; grace %s)\n", p.Deployment, p.Kind, p.Current, p.Grace)
 	for i, s := range p.Steps {
 		fmt.Fprintf(w, "  %2d. %-9s %-14s %s\n", i+1, s.Phase, s.Node, s.Method)
-		fmt.Fprintf(w, "      api_key %s -> %s, alt_api_key %s -> %s, read_only_api_key %s (unchanged); then %s\n",
-			orUnset(s.Before.APIKey), orUnset(s.After.APIKey), orUnset(s.Before.AltAPIKey), orUnset(s.After.AltAPIKey), orUnset(s.Before.ReadOnlyKey), s.Checks)
+		fmt.Fprintf(w, "      api_key %s -> %s, alt_api_key %s -> %s, read_only_api_key %s -> %s, jwt_rbac %v -> %v; then %s\n",
+			orUnset(s.Before.APIKey), orUnset(s.After.APIKey), orUnset(s.Before.AltAPIKey), orUnset(s.After.AltAPIKey),
+			orUnset(s.Before.ReadOnlyKey), orUnset(s.After.ReadOnlyKey), s.Before.JWTRBAC, s.After.JWTRBAC, s.Checks)
 	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(w, "  - %s\n", n)
@@ -154,6 +155,9 @@ func cmdStatus(ctx context.Context, args []string, env func(string) string, stdo
 		s, err := r.Status(ctx)
 		text := fmt.Sprintf("deployment %s: key %s (version %d, rotation %s), age %s; journal: %s %s",
 			s.Deployment, orUnset(s.Fingerprint), s.Version, s.RotationID, time.Duration(s.AgeSeconds)*time.Second, orNone(string(s.LastPhase)), s.LastID)
+		if s.ReadOnly != "" {
+			text += fmt.Sprintf("; read-only credential %s (%s)", s.ReadOnly, s.ReadOnlyAs)
+		}
 		if s.LastError != "" {
 			text += "; last error: " + s.LastError
 		}
@@ -169,11 +173,14 @@ func cmdVerify(ctx context.Context, args []string, env func(string) string, stdo
 		v, err := r.Verify(ctx)
 		var b strings.Builder
 		fmt.Fprintf(&b, "deployment %s: Vault's current key %s (version %d)", v.Deployment, orUnset(v.Fingerprint), v.Version)
+		if v.ReadOnly != "" {
+			fmt.Fprintf(&b, ", read-only credential %s", v.ReadOnly)
+		}
 		for _, n := range v.Nodes {
 			if n.Accepted {
-				fmt.Fprintf(&b, "\n  %-14s accepts it", n.Node)
+				fmt.Fprintf(&b, "\n  %-14s accepts the %s credential", n.Node, n.Slot)
 			} else {
-				fmt.Fprintf(&b, "\n  %-14s does NOT accept it: %s", n.Node, n.Error)
+				fmt.Fprintf(&b, "\n  %-14s does NOT accept the %s credential: %s", n.Node, n.Slot, n.Error)
 			}
 		}
 		return v, b.String(), err

@@ -56,7 +56,7 @@ func TestEmergencyAndDryRunAndAdopt(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "cutting") || !strings.Contains(out, "nothing was changed") {
 		t.Fatalf("dry run exited %d:\n%s", code, out)
 	}
-	if _, err := f.store.ReadCurrent(context.Background(), deployment); !errors.Is(err, rotation.ErrNotFound) {
+	if _, err := f.store.ReadCurrent(context.Background(), deployment, rotation.SlotAdmin); !errors.Is(err, rotation.ErrNotFound) {
 		t.Fatalf("the dry run wrote to Vault: %v", err)
 	}
 	code, out = f.rotator("rotate", "--adopt", "--emergency", "--output", "json")

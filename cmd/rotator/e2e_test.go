@@ -38,6 +38,7 @@ type fixture struct {
 	h      *harness.Harness
 	store  *vaultsync.Store
 	k1     rotation.Key
+	r1     rotation.Key // the read-only key, with fixtureOpts.readOnly
 	names  []string
 	config string
 	scheme string
@@ -60,6 +61,8 @@ type fixtureOpts struct {
 	tls bool
 	// grace is the deployment's grace period (default 1s).
 	grace string
+	// readOnly gives the nodes a read-only key and the deployment read_only: rotate.
+	readOnly bool
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -102,6 +105,12 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	if f.k1, err = rotation.NewKey(); err != nil {
 		t.Fatal(err)
 	}
+	if o.readOnly {
+		if f.r1, err = rotation.NewKey(); err != nil {
+			t.Fatal(err)
+		}
+		o.extra += "    read_only: rotate\n"
+	}
 	tag := randomHex(3)
 	var urls []string
 	for i := 0; i < o.nodes; i++ {
@@ -112,10 +121,16 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		switch o.mode {
 		case "env":
 			spec.Env = append(spec.Env, "QDRANT__SERVICE__API_KEY="+f.k1.Reveal())
+			if o.readOnly {
+				spec.Env = append(spec.Env, "QDRANT__SERVICE__READ_ONLY_API_KEY="+f.r1.Reveal())
+			}
 		case "file":
 			dir := t.TempDir()
 			path := filepath.Join(dir, "local.yaml")
 			content := fmt.Sprintf("# node %d: keys managed by the rotator\nlog_level: INFO\nservice:\n  api_key: %s # admin key\n  max_request_size_mb: 32\n", i, f.k1.Reveal())
+			if o.readOnly {
+				content += "  read_only_api_key: " + f.r1.Reveal() + "\n"
+			}
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 				t.Fatal(err)
 			}
@@ -130,8 +145,13 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		t.Fatal(err)
 	}
 	if !o.noPublish {
-		if _, err := f.store.Publish(ctx, deployment, rotation.KeyRecord{Key: f.k1, Since: time.Now(), RotationID: "adopted"}, 0); err != nil {
+		if _, err := f.store.Publish(ctx, deployment, rotation.SlotAdmin, rotation.KeyRecord{Key: f.k1, Since: time.Now(), RotationID: "adopted"}, 0); err != nil {
 			t.Fatal(err)
+		}
+		if o.readOnly {
+			if _, err := f.store.Publish(ctx, deployment, rotation.SlotReadOnly, rotation.KeyRecord{Key: f.r1, Since: time.Now(), RotationID: "adopted"}, 0); err != nil {
+				t.Fatal(err)
+			}
 		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(f.vault.Token+"\n"), 0o600); err != nil {
@@ -176,7 +196,7 @@ func (f *fixture) rotator(args ...string) (int, string) {
 
 func (f *fixture) current() rotation.KeyRecord {
 	f.t.Helper()
-	cur, err := f.store.ReadCurrent(context.Background(), deployment)
+	cur, err := f.store.ReadCurrent(context.Background(), deployment, rotation.SlotAdmin)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -276,13 +296,16 @@ func (f *fixture) assertKeys(accept rotation.Key, refuse ...rotation.Key) {
 	}
 }
 
-// startProber probes every node about every 50 ms with the key Vault's consumer path holds at that moment.
-func (f *fixture) startProber() *prober.Prober {
+// startProber probes every node about every 50 ms with the admin key Vault's consumer path holds at that moment.
+func (f *fixture) startProber() *prober.Prober { return f.startSlotProber(rotation.SlotAdmin) }
+
+// startSlotProber probes with the credential of one slot's consumer path.
+func (f *fixture) startSlotProber(slot rotation.Slot) *prober.Prober {
 	p := &prober.Prober{
 		Interval: 50 * time.Millisecond,
 		Client:   f.client,
 		Key: func(ctx context.Context) (string, error) {
-			cur, err := f.store.ReadCurrent(ctx, deployment)
+			cur, err := f.store.ReadCurrent(ctx, deployment, slot)
 			return cur.Key.Reveal(), err
 		},
 		Nodes: func(ctx context.Context) (map[string]string, error) {
@@ -305,7 +328,7 @@ func (f *fixture) assertNoLeak(keys ...rotation.Key) {
 	f.mu.Lock()
 	out := f.outputs.String()
 	f.mu.Unlock()
-	for i, k := range append(keys, f.k1) {
+	for i, k := range append(keys, f.k1, f.r1) {
 		if !k.IsZero() && strings.Contains(out, k.Reveal()) {
 			f.t.Errorf("key %d appears in the rotator's output", i)
 		}
@@ -381,6 +404,48 @@ func TestRotationZeroRejections(t *testing.T) {
 			f.assertNoLeak(cur.Key, f.journal().PendingKey)
 		})
 	}
+}
+
+// TestReadOnlyRotation rotates the read-only key with the admin key (read_only: rotate): a read-only client that
+// follows Vault's read-only path is never refused, though every node changes its read-only key.
+func TestReadOnlyRotation(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 3, mode: "file", readOnly: true})
+	admin := f.startProber()
+	readOnly := f.startSlotProber(rotation.SlotReadOnly)
+	code, out := f.rotator("rotate")
+	ra, rr := admin.Stop(), readOnly.Stop()
+	if code != exitOK {
+		t.Fatalf("rotate exited %d:\n%s", code, out)
+	}
+	t.Logf("admin prober: %s; read-only prober: %s", ra, rr)
+	if ra.Rejected+rr.Rejected != 0 {
+		t.Errorf("rejections: admin %v, read-only %v", ra.Rejections, rr.Rejections)
+	}
+	if rr.Accepted < 20 || rr.KeyErrors > 0 {
+		t.Errorf("read-only prober: %s", rr)
+	}
+	ro, err := f.store.ReadCurrent(context.Background(), deployment, rotation.SlotReadOnly)
+	if err != nil || ro.Kind != rotation.CredentialKey || ro.Key.Equal(f.r1) {
+		t.Fatalf("read-only record after the rotation: kind %s, err %v", ro.Kind, err)
+	}
+	for _, name := range f.names {
+		u := f.url(name)
+		if s := f.call(http.MethodGet, u+"/collections", ro.Key.Reveal(), ""); s != 200 {
+			t.Errorf("%s: new read-only key gets HTTP %d", name, s)
+		}
+		if s := f.call(http.MethodPut, u+"/collections/x", ro.Key.Reveal(), `{}`); s != 403 {
+			t.Errorf("%s: new read-only key may write (HTTP %d, want 403)", name, s)
+		}
+		if s := f.call(http.MethodGet, u+"/collections", f.r1.Reveal(), ""); s != 401 {
+			t.Errorf("%s: old read-only key gets HTTP %d, want 401", name, s)
+		}
+	}
+	f.assertKeys(f.current().Key, f.k1)
+	if code, out := f.rotator("verify"); code != exitOK || !strings.Contains(out, "read-only credential") {
+		t.Errorf("verify exited %d:\n%s", code, out)
+	}
+	j := f.journal()
+	f.assertNoLeak(f.current().Key, ro.Key, j.Bridge)
 }
 
 // assertFileKept checks that file mode kept the rest of each config file and its comments.

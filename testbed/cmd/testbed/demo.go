@@ -83,10 +83,10 @@ func demo(ctx context.Context, out io.Writer, rotatorBin string, keep bool) (err
 	if err != nil {
 		return err
 	}
-	if _, err := store.Publish(ctx, demoDeployment, rotation.KeyRecord{Key: k1, Fingerprint: fp.Of(k1), Since: time.Now(), RotationID: "demo-setup"}, 0); err != nil {
+	if _, err := store.Publish(ctx, demoDeployment, rotation.SlotAdmin, rotation.KeyRecord{Key: k1, Fingerprint: fp.Of(k1), Since: time.Now(), RotationID: "demo-setup"}, 0); err != nil {
 		return err
 	}
-	step("minted key %s and wrote it to Vault at secret/%s (the path consumers read)", fp.Of(k1), store.ConsumerPath(demoDeployment))
+	step("minted key %s and wrote it to Vault at secret/%s (the path consumers read)", fp.Of(k1), store.ConsumerPath(demoDeployment, rotation.SlotAdmin))
 
 	var names []string
 	tag := randomHex(3)
@@ -148,7 +148,7 @@ deployments:
 		}
 	}
 
-	cur, err := store.ReadCurrent(ctx, demoDeployment)
+	cur, err := store.ReadCurrent(ctx, demoDeployment, rotation.SlotAdmin)
 	if err != nil {
 		return err
 	}
