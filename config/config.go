@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -72,6 +73,40 @@ type Deployment struct {
 	// ReadOnly is "keep" (default: the read-only slot is never changed) or "rotate" (rotated with the admin key,
 	// read-only clients bridged by a read JWT; turns jwt_rbac on).
 	ReadOnly string `yaml:"read_only"`
+	// Keys are named credentials, each published at its own Vault path: full access maps to the admin key,
+	// read-only and collection-scoped access to JWTs signed with the admin key (turns jwt_rbac on).
+	Keys map[string]NamedKey `yaml:"keys"`
+	// KeyTTL is the lifetime (exp) of the JWTs minted for named keys (default 720h); each rotation mints new ones.
+	KeyTTL Duration `yaml:"key_ttl"`
+	// Consumers state each consumer class's expected lag, the time from a new key's publication until the slowest
+	// member of the class uses it; the grace must cover the largest.
+	Consumers map[string]Consumer `yaml:"consumers"`
+}
+
+// NamedKey is one named credential's permissions.
+type NamedKey struct {
+	Read  bool `yaml:"read"`
+	Write bool `yaml:"write"`
+	// Collections limits the key to these collections (default: all).
+	Collections []string `yaml:"collections"`
+	// TTL overrides the deployment's key_ttl for this key.
+	TTL Duration `yaml:"ttl"`
+}
+
+// Consumer is a class of consumers and how long it takes to move to a new key: for Vault Agent, its
+// static_secret_render_interval (it re-reads KV at 0.85-0.95 of it) plus the app's reload time; or a measured lag.
+type Consumer struct {
+	RenderInterval Duration `yaml:"render_interval"`
+	Reload         Duration `yaml:"reload"`
+	Lag            Duration `yaml:"lag"`
+}
+
+// MaxLag is the consumer's lag: Lag if set, else RenderInterval + Reload.
+func (c Consumer) MaxLag() time.Duration {
+	if c.Lag > 0 {
+		return c.Lag.Std()
+	}
+	return c.RenderInterval.Std() + c.Reload.Std()
 }
 
 // TLS for checking nodes over HTTPS.
@@ -139,6 +174,9 @@ func Parse(data []byte) (*Config, error) {
 		if d.ReadOnly == "" {
 			d.ReadOnly = "keep"
 		}
+		if d.KeyTTL == 0 {
+			d.KeyTTL = Duration(720 * time.Hour)
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -154,6 +192,8 @@ func Default() *Config {
 
 var (
 	deploymentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	// collectionName is what Qdrant allows in a collection name (no path separators or control characters).
+	collectionName = regexp.MustCompile(`^[^/\\\x00-\x1f*?<>|:"]{1,255}$`)
 	vaultPath      = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 	labelSelector  = regexp.MustCompile(`^[^=\s]+(=[^\s]*)?$`)
 )
@@ -248,11 +288,72 @@ func (c *Config) Validate() error {
 		if d.ReadOnly != "keep" && d.ReadOnly != "rotate" {
 			bad(f+".read_only", "%q: want keep or rotate", d.ReadOnly)
 		}
+		if d.KeyTTL.Std() < time.Minute {
+			bad(f+".key_ttl", "%s is shorter than 1m", d.KeyTTL.Std())
+		}
+		for _, name := range sortedKeys(d.Keys) {
+			k := d.Keys[name]
+			kf := f + ".keys." + name
+			if !deploymentName.MatchString(name) {
+				bad(kf, "the name %q: want 1-63 characters from [a-z0-9_-], starting with a letter or digit", name)
+			}
+			if !k.Read {
+				bad(kf, "read: false: every key reads; a key that writes without reading is not expressible in Qdrant")
+			}
+			seenCol := map[string]bool{}
+			for j, c := range k.Collections {
+				switch {
+				case !collectionName.MatchString(c):
+					bad(fmt.Sprintf("%s.collections[%d]", kf, j), "%q is not a collection name", c)
+				case seenCol[c]:
+					bad(fmt.Sprintf("%s.collections[%d]", kf, j), "%q is listed twice", c)
+				}
+				seenCol[c] = true
+			}
+			if k.Collections != nil && len(k.Collections) == 0 {
+				bad(kf+".collections", "is empty: leave it out for all collections")
+			}
+			if k.TTL != 0 && k.TTL.Std() < time.Minute {
+				bad(kf+".ttl", "%s is shorter than 1m", k.TTL.Std())
+			}
+		}
+		var worst string
+		var lag time.Duration
+		for _, name := range sortedKeys(d.Consumers) {
+			c := d.Consumers[name]
+			if c.Lag < 0 || c.RenderInterval < 0 || c.Reload < 0 {
+				bad(f+".consumers."+name, "durations must not be negative")
+			}
+			if c.MaxLag() <= 0 {
+				bad(f+".consumers."+name, "set lag, or render_interval (and reload)")
+			}
+			if c.MaxLag() > lag {
+				worst, lag = name, c.MaxLag()
+			}
+		}
+		if worst != "" && d.Grace.Std() < lag {
+			c := d.Consumers[worst]
+			how := fmt.Sprintf("lag %s", c.Lag.Std())
+			if c.Lag == 0 {
+				how = fmt.Sprintf("render_interval %s + reload %s", c.RenderInterval.Std(), c.Reload.Std())
+			}
+			bad(f+".grace", "%s is shorter than the largest consumer lag, %s of consumer %s (%s), by %s: the old key would be dropped before those consumers can have moved",
+				d.Grace.Std(), lag, worst, how, lag-d.Grace.Std())
+		}
 		if d.TLS != nil && (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
 			bad(f+".tls", "cert_file and key_file go together")
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Find returns the deployment called name.

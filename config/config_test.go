@@ -59,6 +59,17 @@ func TestBadConfigs(t *testing.T) {
 		{"approle and token file", "vault:\n  token_file: t\n  approle: {role_id: r, secret_id_file: s}\n" + base, "token_file and approle exclude each other"},
 		{"bad mount", "vault:\n  mount: /\n" + base, "vault.mount"},
 		{"bad read_only", base + "    read_only: sometimes\n", `deployments[0] (prod).read_only: "sometimes": want keep or rotate`},
+		{"write without read", base + "    keys: {ingest: {read: false, write: true}}\n", "deployments[0] (prod).keys.ingest: read: false"},
+		{"collections not a list", base + "    keys: {p: {read: true, collections: products}}\n", "cannot unmarshal !!str `products` into []string"},
+		{"bad collection name", base + "    keys: {p: {read: true, collections: [\"a/b\"]}}\n", `deployments[0] (prod).keys.p.collections[0]: "a/b" is not a collection name`},
+		{"collection twice", base + "    keys: {p: {read: true, collections: [a, a]}}\n", `keys.p.collections[1]: "a" is listed twice`},
+		{"empty collections", base + "    keys: {p: {read: true, collections: []}}\n", "keys.p.collections: is empty"},
+		{"duplicate key name", base + "    keys:\n      p: {read: true}\n      p: {read: true}\n", `mapping key "p" already defined`},
+		{"bad key name", base + "    keys: {Search API: {read: true}}\n", `keys.Search API: the name "Search API"`},
+		{"unknown key field", base + "    keys: {p: {read: true, admin: true}}\n", "field admin not found"},
+		{"grace under the lag", base + "    grace: 30s\n    consumers: {agents: {render_interval: 60s, reload: 5s}, jobs: {lag: 10s}}\n",
+			"deployments[0] (prod).grace: 30s is shorter than the largest consumer lag, 1m5s of consumer agents (render_interval 1m0s + reload 5s), by 35s"},
+		{"consumer without lag", base + "    consumers: {agents: {}}\n", "consumers.agents: set lag, or render_interval"},
 		{"tls half a pair", base + "    tls: {cert_file: c.pem}\n", "cert_file and key_file go together"},
 	}
 	for _, tc := range cases {
@@ -68,6 +79,31 @@ func TestBadConfigs(t *testing.T) {
 				t.Errorf("error = %v, want it to contain %q", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestNamedKeysAndLag(t *testing.T) {
+	c, err := Parse([]byte(`deployments:
+  - name: prod
+    mode: env
+    containers: [a]
+    grace: 70s
+    keys:
+      admin:      {read: true, write: true}
+      search-api: {read: true, write: false}
+      products:   {read: true, write: true, collections: [products], ttl: 24h}
+    consumers:
+      agents: {render_interval: 60s, reload: 5s}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := c.Deployments[0]
+	if len(d.Keys) != 3 || d.Keys["products"].Collections[0] != "products" || d.Keys["products"].TTL.Std() != 24*time.Hour || d.KeyTTL.Std() != 720*time.Hour {
+		t.Errorf("keys = %+v, key_ttl %s", d.Keys, d.KeyTTL.Std())
+	}
+	if d.Consumers["agents"].MaxLag() != 65*time.Second {
+		t.Errorf("lag = %s", d.Consumers["agents"].MaxLag())
 	}
 }
 

@@ -195,20 +195,16 @@ func (e *Engine) KillContainer(ctx context.Context, id, signal string) (int, err
 	if err := e.cli.ContainerKill(ctx, id, signal); err != nil {
 		return 0, fmt.Errorf("kill container %s: %w", id, err)
 	}
-	select {
-	case res := <-waitC:
-		if res.Error != nil {
-			return 0, fmt.Errorf("wait container %s: %s", id, res.Error.Message)
-		}
-		return int(res.StatusCode), nil
-	case err := <-errC:
-		return 0, fmt.Errorf("wait container %s: %w", id, err)
-	}
+	return awaitExit(id, waitC, errC)
 }
 
 // WaitExit waits until the container is not running and returns its exit code.
 func (e *Engine) WaitExit(ctx context.Context, id string) (int, error) {
 	waitC, errC := e.cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
+	return awaitExit(id, waitC, errC)
+}
+
+func awaitExit(id string, waitC <-chan container.WaitResponse, errC <-chan error) (int, error) {
 	select {
 	case res := <-waitC:
 		if res.Error != nil {

@@ -108,6 +108,9 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 	if r.opt.ReadOnly {
 		p.Notes = append(p.Notes, "read-only consumers get a read JWT signed with "+newKeyLabel+" (accepted by every node from here on) before any node changes its read-only key")
 	}
+	if len(r.opt.Keys) > 0 {
+		p.Notes = append(p.Notes, fmt.Sprintf("%d named keys are published for %s at the same time (JWTs signed with it for the scoped ones)", len(r.opt.Keys), newKeyLabel))
+	}
 	add(PhasePromoting, r.promoted(j), newKeyLabel+" accepted, "+old+" refused")
 	if r.opt.ReadOnly {
 		p.Notes = append(p.Notes, "then "+newReadOnlyLabel+" is published for read-only consumers")

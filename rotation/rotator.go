@@ -33,6 +33,8 @@ type Options struct {
 	// ReadOnly rotates the read-only slot too, through a read-JWT bridge so read-only clients see no window; it
 	// turns jwt_rbac on on every node. Without it the read-only slot is left as each node has it.
 	ReadOnly bool
+	// Keys are the named keys, re-minted and published in every rotation once the new admin key is current.
+	Keys []NamedKey
 	// Owner names this rotator in the lease (default: random).
 	Owner        string
 	Fingerprints Fingerprinter
@@ -68,6 +70,16 @@ func New(store Store, nodes []Node, opt Options) (*Rotator, error) {
 			return nil, fmt.Errorf("deployment %s: node %s is listed twice", opt.Deployment, n.Name())
 		}
 		seen[n.Name()] = true
+	}
+	names := map[string]bool{}
+	for _, k := range opt.Keys {
+		if !deploymentName.MatchString(k.Name) || names[k.Name] {
+			return nil, fmt.Errorf("deployment %s: named key %q is invalid or listed twice", opt.Deployment, k.Name)
+		}
+		if !k.Full && k.TTL <= 0 {
+			return nil, fmt.Errorf("deployment %s: named key %s: its JWT needs a positive TTL", opt.Deployment, k.Name)
+		}
+		names[k.Name] = true
 	}
 	if opt.Grace < 0 {
 		return nil, fmt.Errorf("deployment %s: grace %s is negative", opt.Deployment, opt.Grace)
@@ -430,8 +442,9 @@ func (r *Rotator) staged(j Journal, step string) target {
 	return target{step: step, edit: func(s Slots) Slots {
 		s.APIKey, s.AltAPIKey = j.OldKey, j.PendingKey
 		if r.opt.ReadOnly {
-			s.ReadOnlyKey, s.JWTRBAC = j.OldReadOnly, true
+			s.ReadOnlyKey = j.OldReadOnly
 		}
+		s.JWTRBAC = s.JWTRBAC || r.usesJWT()
 		return s
 	}, accept: keys(j.OldKey, j.PendingKey, j.OldReadOnly)}
 }
@@ -441,8 +454,9 @@ func (r *Rotator) promoted(j Journal) target {
 	t := target{step: "promote", edit: func(s Slots) Slots {
 		s.APIKey, s.AltAPIKey = j.PendingKey, Key{}
 		if r.opt.ReadOnly {
-			s.ReadOnlyKey, s.JWTRBAC = j.PendingReadOnly, true
+			s.ReadOnlyKey = j.PendingReadOnly
 		}
+		s.JWTRBAC = s.JWTRBAC || r.usesJWT()
 		return s
 	}, accept: []Key{j.PendingKey}, refuse: []Key{j.OldKey}}
 	if r.opt.ReadOnly {
@@ -459,6 +473,7 @@ func (r *Rotator) cutTarget(j Journal) target {
 		if r.opt.ReadOnly {
 			s.ReadOnlyKey = j.PendingReadOnly
 		}
+		s.JWTRBAC = s.JWTRBAC || r.usesJWT()
 		return s
 	}, accept: keys(j.PendingKey, j.PendingReadOnly), refuse: keys(j.OldKey, j.OldReadOnly)}
 }
@@ -612,6 +627,14 @@ func (r *Rotator) publish(ctx context.Context, l *lease) error {
 			return err
 		}
 	}
+	if len(r.opt.Keys) > 0 {
+		n, err := r.RemintKeys(ctx, j.PendingKey, j.RotationID)
+		if err != nil {
+			return fmt.Errorf("publish named keys: %w", err)
+		}
+		r.emitJ(j, Event{Step: "published", Message: fmt.Sprintf("%d named keys minted for the new key and published (%d of %d this run)", len(r.opt.Keys), n, len(r.opt.Keys))})
+		r.checkpoint("keys published")
+	}
 	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.PublishedAt = next, r.opt.Now() }); err != nil {
 		return err
 	}
@@ -629,7 +652,7 @@ const bridgeLifetime = 7 * 24 * time.Hour
 func (r *Rotator) publishBridge(ctx context.Context, l *lease) error {
 	j := l.journal()
 	if j.Bridge.IsZero() {
-		bridge, err := readToken(j.PendingKey, r.opt.Now().Add(max(bridgeLifetime, 10*r.opt.Grace)))
+		bridge, err := signToken(j.PendingKey, "r", r.opt.Now().Add(max(bridgeLifetime, 10*r.opt.Grace)))
 		if err != nil {
 			return err
 		}
@@ -642,7 +665,7 @@ func (r *Rotator) publishBridge(ctx context.Context, l *lease) error {
 		return fmt.Errorf("read JWT: %w", err)
 	}
 	rec := KeyRecord{Key: j.Bridge, Kind: CredentialJWT, Fingerprint: r.fp(j.Bridge), Since: r.opt.Now(), RotationID: j.RotationID}
-	if err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
+	if _, err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
 		return fmt.Errorf("publish read JWT: %w", err)
 	}
 	r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "read JWT is the read-only credential while nodes change read-only keys"})
@@ -650,19 +673,20 @@ func (r *Rotator) publishBridge(ctx context.Context, l *lease) error {
 	return nil
 }
 
-// publishOnce publishes rec unless this rotation already did (a rerun after a crash, or a lost answer).
-func (r *Rotator) publishOnce(ctx context.Context, slot Slot, rec KeyRecord, cas int) error {
+// publishOnce publishes rec unless this rotation already published a credential of the same kind there (a rerun
+// after a crash, or a lost answer). It says whether it wrote.
+func (r *Rotator) publishOnce(ctx context.Context, slot Slot, rec KeyRecord, cas int) (bool, error) {
 	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, slot)
 	switch {
-	case err == nil && cur.RotationID == rec.RotationID && cur.Key.Equal(rec.Key):
-		return nil
+	case err == nil && cur.RotationID == rec.RotationID && cur.Kind == rec.Kind:
+		return false, nil
 	case err == nil:
 		cas = cur.Version
 	case !errors.Is(err, ErrNotFound):
-		return err
+		return false, err
 	}
 	_, err = r.store.Publish(ctx, r.opt.Deployment, slot, rec, cas)
-	return err
+	return err == nil, err
 }
 
 // grace waits until consumers have had Grace to move to the new key (counted from publication, across restarts).
@@ -712,7 +736,7 @@ func (r *Rotator) retire(ctx context.Context, l *lease) error {
 	j := l.journal()
 	if r.opt.ReadOnly && !j.PendingReadOnly.IsZero() {
 		rec := KeyRecord{Key: j.PendingReadOnly, Kind: CredentialKey, Fingerprint: r.fp(j.PendingReadOnly), Since: r.opt.Now(), RotationID: j.RotationID}
-		if err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
+		if _, err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
 			return fmt.Errorf("publish read-only key: %w", err)
 		}
 		r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "new read-only key is current for read-only consumers"})

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 type clock struct {
@@ -208,6 +210,71 @@ func TestReadOnlyRotatesThroughAJWTBridge(t *testing.T) {
 	}
 }
 
+// namedKeys returns the three shapes of named key (or none).
+func namedKeys(with bool) []NamedKey {
+	if !with {
+		return nil
+	}
+	return []NamedKey{
+		{Name: "admin", Full: true},
+		{Name: "search-api", TTL: time.Hour},
+		{Name: "products", Write: true, Collections: []string{"products"}, TTL: time.Hour},
+	}
+}
+
+// TestNamedKeysAreRemintedWithTheNewKey: each named key has its own record; full access is the admin key itself,
+// the others JWTs signed with the new admin key carrying their access, published while both keys are accepted.
+func TestNamedKeysAreRemintedWithTheNewKey(t *testing.T) {
+	b := newBed(t, 2)
+	var publishedBeforePromote bool
+	b.store.onPublish = func(slot Slot, rec KeyRecord) {
+		if slot == "keys/products" {
+			publishedBeforePromote = b.nodes[0].accepts(b.k1) && b.nodes[1].accepts(b.k1)
+		}
+	}
+	rep, err := b.rotator(func(o *Options) { o.Keys = namedKeys(true) }).Rotate(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := b.current()
+	want := map[Slot]string{"keys/admin": "", "keys/search-api": `"r"`, "keys/products": `[{"access":"rw","collection":"products"}]`}
+	for slot, access := range want {
+		rec, err := b.store.ReadCurrent(context.Background(), "prod", slot)
+		if err != nil {
+			t.Fatalf("%s: %v", slot, err)
+		}
+		if rec.RotationID != rep.RotationID {
+			t.Errorf("%s: rotation %s, want %s", slot, rec.RotationID, rep.RotationID)
+		}
+		if access == "" {
+			if !rec.Key.Equal(cur.Key) || rec.Kind != CredentialKey {
+				t.Errorf("%s: full access should be the admin key itself", slot)
+			}
+			continue
+		}
+		claims := jwt.MapClaims{}
+		if _, err := jwt.ParseWithClaims(rec.Key.Reveal(), claims, func(*jwt.Token) (any, error) { return []byte(cur.Key.Reveal()), nil }, jwt.WithTimeFunc(b.clock.Now)); err != nil || rec.Kind != CredentialJWT {
+			t.Errorf("%s: not a JWT signed with the new admin key (kind %s): %v", slot, rec.Kind, err)
+			continue
+		}
+		if got, _ := json.Marshal(claims["access"]); string(got) != access {
+			t.Errorf("%s: access %s, want %s", slot, got, access)
+		}
+		if exp, _ := claims.GetExpirationTime(); exp == nil || exp.Sub(b.clock.Now()) > time.Hour+time.Minute {
+			t.Errorf("%s: exp %v, want the key's TTL of 1h", slot, exp)
+		}
+	}
+	if !publishedBeforePromote {
+		t.Error("named keys were published after the old key was dropped")
+	}
+	for _, n := range b.nodes {
+		if !n.configured.JWTRBAC {
+			t.Errorf("node %s: jwt_rbac is not on", n.name)
+		}
+	}
+	b.assertSettled(b.k1)
+}
+
 func TestRotateTwiceInARow(t *testing.T) {
 	b := newBed(t, 2)
 	for i := 0; i < 2; i++ {
@@ -326,7 +393,7 @@ func TestResumeAfterCrashAtEveryCheckpoint(t *testing.T) {
 	for _, readOnly := range []bool{false, true} {
 		all := points
 		if readOnly {
-			all = append(append([]string(nil), points...), "bridged", "read-only published")
+			all = append(append([]string(nil), points...), "bridged", "keys published", "read-only published")
 		}
 		for _, point := range all {
 			t.Run(fmt.Sprintf("read_only=%v/%s", readOnly, point), func(t *testing.T) { crashAndResume(t, point, readOnly) })
@@ -346,7 +413,7 @@ func crashAndResume(t *testing.T, point string, readOnly bool) {
 	run := func(hook func(string)) (rep Report, err error, crashed bool) {
 		nodes := []Node{b.nodes[0], b.nodes[1]}
 		fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
-		r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now, Checkpoint: hook, ReadOnly: readOnly})
+		r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now, Checkpoint: hook, ReadOnly: readOnly, Keys: namedKeys(readOnly)})
 		if nerr != nil {
 			t.Fatal(nerr)
 		}

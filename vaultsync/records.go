@@ -82,6 +82,11 @@ func (s *Store) Publish(ctx context.Context, deployment string, slot rotation.Sl
 			return version, err
 		}
 	}
+	if slot != rotation.SlotAdmin && slot != rotation.SlotReadOnly {
+		// Named keys are not labelled: each rotation re-mints thousands of them, and one signed with a retired
+		// admin key is refused by every node anyway.
+		return version, nil
+	}
 	labels := map[string]string{"v" + strconv.Itoa(version): "current " + rec.Since.UTC().Format(time.RFC3339)}
 	if cas > 0 {
 		labels["v"+strconv.Itoa(cas)] = "previous"

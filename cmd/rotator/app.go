@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -30,9 +32,12 @@ type app struct {
 	env      func(string) string
 	store    *vaultsync.Store
 	engine   *qdrantctl.Engine
+	fp       rotation.Fingerprinter
 }
 
-func newApp(ctx context.Context, c common, env func(string) string, logger *slog.Logger) (*app, error) {
+// newApp loads the config and connects to Vault and Docker. createSecret allows creating the fingerprint secret in
+// Vault on first use (commands that change nothing never write).
+func newApp(ctx context.Context, c common, env func(string) string, logger *slog.Logger, createSecret bool) (*app, error) {
 	cfg, err := config.Load(c.config)
 	if err != nil {
 		return nil, usageError{err}
@@ -71,11 +76,14 @@ func newApp(ctx context.Context, c common, env func(string) string, logger *slog
 	if err := store.Login(ctx); err != nil {
 		return nil, err
 	}
-	eng, err := qdrantctl.NewEngine(ctx)
-	if err != nil {
+	a := &app{cfg: cfg, selected: selected, logger: logger, env: env, store: store}
+	if a.fp, err = a.fingerprinter(ctx, createSecret); err != nil {
 		return nil, err
 	}
-	return &app{cfg: cfg, selected: selected, logger: logger, env: env, store: store, engine: eng}, nil
+	if a.engine, err = qdrantctl.NewEngine(ctx); err != nil {
+		return nil, err
+	}
+	return a, nil
 }
 
 func (a *app) close() { a.engine.Close() }
@@ -96,7 +104,7 @@ func (a *app) fingerprinter(ctx context.Context, create bool) (rotation.Fingerpr
 }
 
 // rotator builds the domain rotator of one deployment.
-func (a *app) rotator(ctx context.Context, d config.Deployment, fp rotation.Fingerprinter, observe func(rotation.Event)) (*rotation.Rotator, error) {
+func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rotation.Event)) (*rotation.Rotator, error) {
 	names := d.Containers
 	if d.Label != "" {
 		var err error
@@ -127,12 +135,23 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, fp rotation.Fing
 		}
 		nodes = append(nodes, n)
 	}
+	var keys []rotation.NamedKey
+	for _, name := range slices.Sorted(maps.Keys(d.Keys)) {
+		k := d.Keys[name]
+		ttl := d.KeyTTL.Std()
+		if k.TTL > 0 {
+			ttl = k.TTL.Std()
+		}
+		keys = append(keys, rotation.NamedKey{
+			Name: name, Full: k.Read && k.Write && len(k.Collections) == 0, Write: k.Write, Collections: k.Collections, TTL: ttl,
+		})
+	}
 	host, _ := os.Hostname()
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	return rotation.New(a.store, nodes, rotation.Options{
-		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Grace: d.Grace.Std(), ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
-		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: fp, Logger: a.logger, Observe: observe,
+		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Keys: keys, Grace: d.Grace.Std(), ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
+		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: a.fp, Logger: a.logger, Observe: observe,
 		Checkpoint: a.crashHook(),
 	})
 }

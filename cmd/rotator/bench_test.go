@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/qdrantrotator/rotator/rotation"
 	"github.com/qdrantrotator/rotator/testbed/prober"
+	"github.com/qdrantrotator/rotator/testbed/vaultdev"
+	"github.com/qdrantrotator/rotator/vaultsync"
 )
 
 // BenchmarkRotationOverhead measures, in one process and one run, on the same three stand-in nodes: (a) the bare
@@ -74,4 +78,47 @@ func (f *fixture) waitAccepted(name string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	f.t.Fatalf("node %s did not accept its key within 30s", name)
+}
+
+// acceptAll is a node that accepts every credential: the re-mint benchmark measures Vault publishing, not nodes.
+type acceptAll struct{}
+
+func (acceptAll) Name() string                                 { return "bench-node" }
+func (acceptAll) Method() string                               { return "none" }
+func (acceptAll) Keys(context.Context) (rotation.Slots, error) { return rotation.Slots{}, nil }
+func (acceptAll) Apply(context.Context, rotation.Slots) error  { return nil }
+func (acceptAll) Probe(context.Context, rotation.Key) error    { return nil }
+
+// BenchmarkRemint10000Keys re-mints and publishes 10,000 collection-scoped named keys against the Vault dev server:
+// first their creation, then a re-mint for a new admin key (what every rotation does). Target: <= 30 s.
+func BenchmarkRemint10000Keys(b *testing.B) {
+	const n = 10000
+	srv := vaultdev.StartT(b)
+	store, err := vaultsync.New(vaultsync.Options{Address: srv.Addr, Token: srv.Token, Mount: "secret", Prefix: "qdrant"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]rotation.NamedKey, n)
+	for i := range keys {
+		keys[i] = rotation.NamedKey{Name: fmt.Sprintf("tenant-%05d", i), Write: true, Collections: []string{fmt.Sprintf("c%05d", i)}, TTL: time.Hour}
+	}
+	fp, _ := rotation.NewFingerprinter([]byte("bench-fingerprint-secret"))
+	r, err := rotation.New(store, []rotation.Node{acceptAll{}}, rotation.Options{Deployment: "bench", Keys: keys, Fingerprints: fp})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		for round, label := range []string{"first publication", "re-mint for a new admin key"} {
+			k, _ := rotation.NewKey()
+			start := time.Now()
+			done, err := r.RemintKeys(ctx, k, fmt.Sprintf("bench-%d-%d", i, round))
+			took := time.Since(start)
+			if err != nil || done != n {
+				b.Fatalf("%s: published %d of %d: %v", label, done, n, err)
+			}
+			b.ReportMetric(took.Seconds(), "s/"+strings.ReplaceAll(label, " ", "-"))
+			fmt.Printf("named keys, %s: %d keys in %s, %s per key (target: <= 30s total)\n", label, n, took.Round(time.Millisecond), (took / n).Round(time.Microsecond))
+		}
+	}
 }

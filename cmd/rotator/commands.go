@@ -56,15 +56,11 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, c, env, logger)
+	a, err := newApp(ctx, c, env, logger, !dryRun)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	fp, err := a.fingerprinter(ctx, !dryRun)
-	if err != nil {
-		return err
-	}
 	type result struct {
 		Plan   *rotation.Plan   `json:"plan,omitempty"`
 		Report *rotation.Report `json:"report,omitempty"`
@@ -81,7 +77,7 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 				fmt.Fprintf(stdout, "%s  %-11s %-12s %-9s %-14s %s\n", e.Time.UTC().Format("15:04:05.000"), e.Deployment, e.Phase, e.Step, e.Node, withFP(e.Message, e.Fingerprint))
 			}
 		}
-		r, err := a.rotator(ctx, d, fp, observe)
+		r, err := a.rotator(ctx, d, observe)
 		if err == nil && dryRun {
 			var p rotation.Plan
 			p, err = r.Plan(ctx, req)
@@ -201,19 +197,15 @@ func eachDeployment(ctx context.Context, name string, args []string, env func(st
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, c, env, logger)
+	a, err := newApp(ctx, c, env, logger, false)
 	if err != nil {
 		return err
 	}
 	defer a.close()
-	fp, err := a.fingerprinter(ctx, false)
-	if err != nil {
-		return err
-	}
 	var out []any
 	var errs []error
 	for _, d := range a.selected {
-		r, err := a.rotator(ctx, d, fp, nil)
+		r, err := a.rotator(ctx, d, nil)
 		if err != nil {
 			errs = append(errs, err)
 			continue

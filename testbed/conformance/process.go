@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 )
 
 const (
@@ -67,7 +68,7 @@ func (p *processTarget) launch(t *testing.T, s Setup) *processNode {
 	for rel, content := range s.Files {
 		writeFile(t, dir, rel, content)
 	}
-	n := &processNode{target: p, setup: s, dir: dir, port: freePort(t), logs: &syncBuffer{}}
+	n := &processNode{target: p, setup: s, dir: dir, port: freePort(t), logs: &syncbuf.Buffer{}}
 	t.Cleanup(n.kill)
 	n.start(t)
 	return n
@@ -79,7 +80,7 @@ type processNode struct {
 	setup  Setup
 	dir    string
 	port   int
-	logs   *syncBuffer
+	logs   *syncbuf.Buffer
 
 	mu  sync.Mutex
 	run *procRun
@@ -274,24 +275,6 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writers and the test's readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // secretLike matches runs of base64url characters as long as the suite's keys (43) or JWT segments.

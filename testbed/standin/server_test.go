@@ -11,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 )
 
 const testKey = "test-api-key-0123456789abcdefghij"
@@ -294,26 +294,9 @@ func TestCollectionsAndPointsAPI(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunLifecycle(t *testing.T) {
 	dir := t.TempDir()
-	var out, errOut syncBuffer
+	var out, errOut syncbuf.Buffer
 	ready := make(chan net.Addr, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -385,7 +368,7 @@ func TestRunRefusals(t *testing.T) {
 		{"missing tls cert", nil, []string{"QDRANT__SERVICE__ENABLE_TLS=true", "QDRANT__SERVICE__HTTP_PORT=0",
 			"QDRANT__SERVICE__HOST=127.0.0.1"}, ExitConfig, "cert.pem"},
 	} {
-		var out, errOut syncBuffer
+		var out, errOut syncbuf.Buffer
 		code := Run(context.Background(), Options{Dir: dir, Args: tc.args, Env: tc.env, Stdout: &out, Stderr: &errOut})
 		if code != tc.code || !strings.Contains(errOut.String(), tc.msg) {
 			t.Errorf("%s: code %d stderr %q, want %d containing %q", tc.name, code, errOut.String(), tc.code, tc.msg)

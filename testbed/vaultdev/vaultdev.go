@@ -2,7 +2,6 @@
 package vaultdev
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,10 +16,11 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 )
 
 // Server is a running Vault dev server: in memory, unsealed, KV v2 mounted at secret/.
@@ -37,7 +37,7 @@ type Server struct {
 	CACert string
 
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 }
 
@@ -96,7 +96,7 @@ func start(ctx context.Context, bin string, o Options) (*Server, error) {
 		scheme = "https://"
 		args = append(args, "-dev-tls")
 	}
-	s := &Server{Addr: scheme + addr, Token: o.Token, Bin: bin, out: &syncBuffer{}, done: make(chan struct{})}
+	s := &Server{Addr: scheme + addr, Token: o.Token, Bin: bin, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	s.cmd = exec.Command(bin, args...)
 	// A clean environment: no VAULT_* of the caller's shell, and no ~/.vault-token helper surprises.
 	s.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.TempDir(), "VAULT_LOG_LEVEL=warn"}
@@ -223,22 +223,4 @@ func freePort() (int, error) {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,0 +1,137 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// NamedKey is a named credential published at its own consumer path (slot "keys/<name>"), so a consumer's policy can
+// grant exactly one path. Full access is the admin key itself; anything less is a JWT signed with the admin key
+// (Qdrant's jwt_rbac), re-minted in every rotation while both admin keys are accepted.
+type NamedKey struct {
+	Name string
+	// Full is read and write on everything: the admin key.
+	Full bool
+	// Write, with Collections, is read-write on those collections; without Collections a key is global read-only.
+	Write       bool
+	Collections []string
+	// TTL is the JWT's lifetime (its exp).
+	TTL time.Duration
+}
+
+// Slot is the consumer path of the key.
+func (k NamedKey) Slot() Slot { return Slot("keys/" + k.Name) }
+
+// access is the JWT's `access` claim: "r", or a list of collection grants.
+func (k NamedKey) access() any {
+	if len(k.Collections) == 0 {
+		return "r"
+	}
+	mode := "r"
+	if k.Write {
+		mode = "rw"
+	}
+	grants := make([]map[string]string, len(k.Collections))
+	for i, c := range k.Collections {
+		grants[i] = map[string]string{"collection": c, "access": mode}
+	}
+	return grants
+}
+
+// signToken mints a JWT that Qdrant's jwt_rbac accepts: HS256 signed with an admin key, {"access":...,"exp":...}.
+// It is a Key, so it never prints.
+func signToken(admin Key, access any, exp time.Time) (Key, error) {
+	tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{"access": access, "exp": exp.Unix()})
+	signed, err := tok.SignedString([]byte(admin.Reveal()))
+	if err != nil {
+		return Key{}, fmt.Errorf("mint JWT: %w", err)
+	}
+	return Key{v: signed}, nil
+}
+
+// usesJWT says whether the rotation needs Qdrant's jwt_rbac on every node.
+func (r *Rotator) usesJWT() bool {
+	if r.opt.ReadOnly {
+		return true
+	}
+	for _, k := range r.opt.Keys {
+		if !k.Full {
+			return true
+		}
+	}
+	return false
+}
+
+// remintWorkers is how many named keys are published at once.
+const remintWorkers = 16
+
+// RemintKeys publishes every named key for the admin key signing: the key itself for full access, a fresh JWT
+// otherwise. It first proves on every node that a JWT signed with signing is accepted. Keys this rotation already
+// published (a rerun after a crash) are left alone. It returns how many it published.
+func (r *Rotator) RemintKeys(ctx context.Context, signing Key, rotationID string) (int, error) {
+	now := r.opt.Now()
+	for _, k := range r.opt.Keys {
+		if k.Full {
+			continue
+		}
+		sample, err := signToken(signing, k.access(), now.Add(time.Minute))
+		if err != nil {
+			return 0, err
+		}
+		if err := r.checkAll(ctx, sample); err != nil {
+			return 0, fmt.Errorf("JWT signed with %s: %w", r.fp(signing), err)
+		}
+		break
+	}
+	jobs := make(chan NamedKey)
+	var mu sync.Mutex
+	var errs []error
+	published := 0
+	var wg sync.WaitGroup
+	for w := 0; w < min(remintWorkers, len(r.opt.Keys)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := range jobs {
+				did, err := r.publishNamed(ctx, k, signing, rotationID, now)
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, fmt.Errorf("key %s: %w", k.Name, err))
+				} else if did {
+					published++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, k := range r.opt.Keys {
+		select {
+		case jobs <- k:
+		case <-ctx.Done():
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return published, err
+	}
+	return published, ctx.Err()
+}
+
+func (r *Rotator) publishNamed(ctx context.Context, k NamedKey, signing Key, rotationID string, now time.Time) (bool, error) {
+	rec := KeyRecord{Key: signing, Kind: CredentialKey, Since: now, RotationID: rotationID}
+	if !k.Full {
+		tok, err := signToken(signing, k.access(), now.Add(k.TTL))
+		if err != nil {
+			return false, err
+		}
+		rec.Key, rec.Kind = tok, CredentialJWT
+	}
+	rec.Fingerprint = r.fp(rec.Key)
+	return r.publishOnce(ctx, k.Slot(), rec, 0)
+}
