@@ -20,7 +20,41 @@ import (
 // Config is the whole file.
 type Config struct {
 	Vault       Vault        `yaml:"vault"`
+	Daemon      Daemon       `yaml:"daemon"`
 	Deployments []Deployment `yaml:"deployments"`
+}
+
+// Daemon configures `rotator daemon`.
+type Daemon struct {
+	// Listen is the API's address (default 127.0.0.1:8080).
+	Listen string `yaml:"listen"`
+	TLS    *struct {
+		CertFile string `yaml:"cert_file"`
+		KeyFile  string `yaml:"key_file"`
+	} `yaml:"tls"`
+	// PollInterval is how often each deployment's state is read from Vault (default 30s).
+	PollInterval Duration `yaml:"poll_interval"`
+	// Tokens are the API's bearer tokens; several may be valid at once, so a token can itself be rotated.
+	Tokens []APIToken `yaml:"tokens"`
+	// Webhooks receive every audit event, signed.
+	Webhooks []Webhook `yaml:"webhooks"`
+}
+
+// APIToken is one bearer token, by reference: exactly one of File (re-read as it changes), Env, Vault (a path
+// under the Vault prefix whose field "token" holds it).
+type APIToken struct {
+	Name  string `yaml:"name"`
+	Role  string `yaml:"role"` // admin (may start rotations) or read (GET endpoints only)
+	File  string `yaml:"file"`
+	Env   string `yaml:"env"`
+	Vault string `yaml:"vault"`
+}
+
+// Webhook is an HTTP endpoint audit events are POSTed to, with an HMAC-SHA256 signature of the body keyed by the
+// secret in SecretFile.
+type Webhook struct {
+	URL        string `yaml:"url"`
+	SecretFile string `yaml:"secret_file"`
 }
 
 // Vault says where keys live and how the rotator logs in. Unset fields fall back to the standard VAULT_*
@@ -35,6 +69,12 @@ type Vault struct {
 	TokenFile string `yaml:"token_file"`
 	// AppRole logs in with AppRole instead of a token.
 	AppRole *AppRole `yaml:"approle"`
+	// Kubernetes logs in with Kubernetes auth instead of a token (the service account JWT is read at each login).
+	Kubernetes *struct {
+		Role    string `yaml:"role"`
+		Mount   string `yaml:"mount"`
+		JWTFile string `yaml:"jwt_file"`
+	} `yaml:"kubernetes"`
 	// Retention keeps a retired key version readable this long before it is soft-deleted (default 720h; 0 keeps it
 	// until Vault's max_versions prunes it).
 	Retention *Duration `yaml:"retention"`
@@ -81,6 +121,24 @@ type Deployment struct {
 	// Consumers state each consumer class's expected lag, the time from a new key's publication until the slowest
 	// member of the class uses it; the grace must cover the largest.
 	Consumers map[string]Consumer `yaml:"consumers"`
+
+	// Schedule is a standard 5-field cron expression for the daemon ("" = none).
+	Schedule string `yaml:"schedule"`
+	// TimeZone is the schedule's IANA time zone (default UTC).
+	TimeZone string `yaml:"timezone"`
+	// Jitter delays each scheduled run by up to this much (stable per deployment).
+	Jitter Duration `yaml:"jitter"`
+	// Windows limit when scheduled rotations may start.
+	Windows []Window `yaml:"windows"`
+	// MaxAge rotates a key older than this at the next allowed moment (0 = no limit).
+	MaxAge Duration `yaml:"max_age"`
+}
+
+// Window is a time-of-day range ("02:00"-"05:00"; an end before the start spans midnight) on some days.
+type Window struct {
+	Days  []string `yaml:"days"` // mon, tue, ... (empty: every day)
+	Start string   `yaml:"start"`
+	End   string   `yaml:"end"`
 }
 
 // NamedKey is one named credential's permissions.
@@ -159,6 +217,12 @@ func Parse(data []byte) (*Config, error) {
 	if err := dec.Decode(c); err != nil {
 		return nil, fmt.Errorf("parse: %w", err)
 	}
+	if c.Daemon.Listen == "" {
+		c.Daemon.Listen = "127.0.0.1:8080"
+	}
+	if c.Daemon.PollInterval == 0 {
+		c.Daemon.PollInterval = Duration(30 * time.Second)
+	}
 	for i := range c.Deployments {
 		d := &c.Deployments[i]
 		if d.Grace == nil {
@@ -216,6 +280,14 @@ func (c *Config) Validate() error {
 	if c.Vault.Retention != nil && c.Vault.Retention.Std() < 0 {
 		bad("vault.retention", "%s is negative", c.Vault.Retention.Std())
 	}
+	if k := c.Vault.Kubernetes; k != nil {
+		if c.Vault.TokenFile != "" || c.Vault.AppRole != nil {
+			bad("vault", "kubernetes excludes token_file and approle")
+		}
+		if k.Role == "" {
+			bad("vault.kubernetes.role", "is required")
+		}
+	}
 	if a := c.Vault.AppRole; a != nil {
 		if c.Vault.TokenFile != "" {
 			bad("vault", "token_file and approle exclude each other")
@@ -229,6 +301,41 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Deployments) == 0 {
 		bad("deployments", "at least one deployment is required")
+	}
+	if c.Daemon.PollInterval.Std() < 100*time.Millisecond {
+		bad("daemon.poll_interval", "%s is shorter than 100ms", c.Daemon.PollInterval.Std())
+	}
+	if t := c.Daemon.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
+		bad("daemon.tls", "cert_file and key_file are both required")
+	}
+	tokenNames := map[string]bool{}
+	for i, tok := range c.Daemon.Tokens {
+		f := fmt.Sprintf("daemon.tokens[%d]", i)
+		if tok.Name == "" || tokenNames[tok.Name] {
+			bad(f+".name", "%q is empty or used twice", tok.Name)
+		}
+		tokenNames[tok.Name] = true
+		if tok.Role != "admin" && tok.Role != "read" {
+			bad(f+".role", "%q: want admin or read", tok.Role)
+		}
+		n := 0
+		for _, v := range []string{tok.File, tok.Env, tok.Vault} {
+			if v != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			bad(f, "set exactly one of file, env and vault (a token is never written inline)")
+		}
+	}
+	for i, w := range c.Daemon.Webhooks {
+		f := fmt.Sprintf("daemon.webhooks[%d]", i)
+		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
+			bad(f+".url", "%q: want an http:// or https:// URL", w.URL)
+		}
+		if w.SecretFile == "" {
+			bad(f+".secret_file", "is required: events are signed")
+		}
 	}
 	seen := map[string]bool{}
 	for i, d := range c.Deployments {
@@ -284,6 +391,22 @@ func (c *Config) Validate() error {
 		}
 		if d.StopTimeout.Std() <= 0 {
 			bad(f+".stop_timeout", "must be positive")
+		}
+		if n := len(strings.Fields(d.Schedule)); d.Schedule != "" && n != 5 && !strings.HasPrefix(d.Schedule, "@") {
+			bad(f+".schedule", "%q has %d fields: use standard 5-field cron (minute hour day-of-month month day-of-week); a seconds field is not accepted", d.Schedule, n)
+		}
+		if d.TimeZone != "" {
+			if _, err := time.LoadLocation(d.TimeZone); err != nil {
+				bad(f+".timezone", "%q is not a time zone", d.TimeZone)
+			}
+		}
+		if d.Jitter < 0 || d.MaxAge < 0 {
+			bad(f, "jitter and max_age must not be negative")
+		}
+		for j, w := range d.Windows {
+			if _, _, err := w.Parse(); err != nil {
+				bad(fmt.Sprintf("%s.windows[%d]", f, j), "%v", err)
+			}
 		}
 		if d.ReadOnly != "keep" && d.ReadOnly != "rotate" {
 			bad(f+".read_only", "%q: want keep or rotate", d.ReadOnly)
@@ -347,6 +470,31 @@ func (c *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// Parse returns the window's days and its start and end as offsets from midnight.
+func (w Window) Parse() ([]time.Weekday, [2]time.Duration, error) {
+	names := map[string]time.Weekday{"sun": time.Sunday, "mon": time.Monday, "tue": time.Tuesday, "wed": time.Wednesday, "thu": time.Thursday, "fri": time.Friday, "sat": time.Saturday}
+	var days []time.Weekday
+	for _, d := range w.Days {
+		wd, ok := names[strings.ToLower(d)]
+		if !ok {
+			return nil, [2]time.Duration{}, fmt.Errorf("day %q: want mon, tue, wed, thu, fri, sat or sun", d)
+		}
+		days = append(days, wd)
+	}
+	var span [2]time.Duration
+	for i, v := range []string{w.Start, w.End} {
+		t, err := time.Parse("15:04", v)
+		if err != nil {
+			return nil, span, fmt.Errorf("time %q: want HH:MM", v)
+		}
+		span[i] = time.Duration(t.Hour())*time.Hour + time.Duration(t.Minute())*time.Minute
+	}
+	if span[0] == span[1] {
+		return nil, span, fmt.Errorf("start and end are both %s", w.Start)
+	}
+	return days, span, nil
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
@@ -373,6 +521,16 @@ func (c *Config) resolvePaths(dir string) {
 		}
 	}
 	abs(&c.Vault.TokenFile)
+	for i := range c.Daemon.Tokens {
+		abs(&c.Daemon.Tokens[i].File)
+	}
+	for i := range c.Daemon.Webhooks {
+		abs(&c.Daemon.Webhooks[i].SecretFile)
+	}
+	if t := c.Daemon.TLS; t != nil {
+		abs(&t.CertFile)
+		abs(&t.KeyFile)
+	}
 	if c.Vault.AppRole != nil {
 		abs(&c.Vault.AppRole.RoleIDFile)
 		abs(&c.Vault.AppRole.SecretIDFile)

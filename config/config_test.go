@@ -70,6 +70,14 @@ func TestBadConfigs(t *testing.T) {
 		{"grace under the lag", base + "    grace: 30s\n    consumers: {agents: {render_interval: 60s, reload: 5s}, jobs: {lag: 10s}}\n",
 			"deployments[0] (prod).grace: 30s is shorter than the largest consumer lag, 1m5s of consumer agents (render_interval 1m0s + reload 5s), by 35s"},
 		{"consumer without lag", base + "    consumers: {agents: {}}\n", "consumers.agents: set lag, or render_interval"},
+		{"six-field cron", base + "    schedule: \"0 0 3 * * *\"\n", `deployments[0] (prod).schedule: "0 0 3 * * *" has 6 fields: use standard 5-field cron`},
+		{"bad time zone", base + "    timezone: Mars/Olympus\n", `timezone: "Mars/Olympus" is not a time zone`},
+		{"bad window", base + "    windows: [{days: [funday], start: \"02:00\", end: \"05:00\"}]\n", `windows[0]: day "funday"`},
+		{"window time", base + "    windows: [{start: \"2am\", end: \"05:00\"}]\n", `windows[0]: time "2am": want HH:MM`},
+		{"inline api token", "daemon:\n  tokens: [{name: ops, role: admin, token: abc}]\n" + base, "field token not found"},
+		{"token without source", "daemon:\n  tokens: [{name: ops, role: admin}]\n" + base, "daemon.tokens[0]: set exactly one of file, env and vault"},
+		{"token bad role", "daemon:\n  tokens: [{name: ops, role: root, env: X}]\n" + base, `daemon.tokens[0].role: "root": want admin or read`},
+		{"webhook without secret", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x}]\n" + base, "daemon.webhooks[0].secret_file: is required"},
 		{"tls half a pair", base + "    tls: {cert_file: c.pem}\n", "cert_file and key_file go together"},
 	}
 	for _, tc := range cases {

@@ -189,12 +189,14 @@ type Status struct {
 	RotationID  string    `json:"rotation_id,omitempty"`
 	ReadOnly    string    `json:"read_only_fingerprint,omitempty"`
 	ReadOnlyAs  string    `json:"read_only_kind,omitempty"`
-	LastPhase   Phase     `json:"journal_phase,omitempty"`
-	LastID      string    `json:"journal_rotation_id,omitempty"`
-	LastError   string    `json:"journal_error,omitempty"`
-	LastUpdate  time.Time `json:"journal_updated,omitzero"`
-	LockedBy    string    `json:"locked_by,omitempty"`
-	LockedUntil time.Time `json:"locked_until,omitzero"`
+	// ReadOnlySince is when the read-only credential became current.
+	ReadOnlySince time.Time `json:"read_only_since,omitzero"`
+	LastPhase     Phase     `json:"journal_phase,omitempty"`
+	LastID        string    `json:"journal_rotation_id,omitempty"`
+	LastError     string    `json:"journal_error,omitempty"`
+	LastUpdate    time.Time `json:"journal_updated,omitzero"`
+	LockedBy      string    `json:"locked_by,omitempty"`
+	LockedUntil   time.Time `json:"locked_until,omitzero"`
 }
 
 // Status reads the deployment's current key record and journal.
@@ -211,7 +213,7 @@ func (r *Rotator) Status(ctx context.Context) (Status, error) {
 	ro, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotReadOnly)
 	switch {
 	case err == nil:
-		s.ReadOnly, s.ReadOnlyAs = r.fp(ro.Key), ro.Kind
+		s.ReadOnly, s.ReadOnlyAs, s.ReadOnlySince = r.fp(ro.Key), ro.Kind, ro.Since
 	case !errors.Is(err, ErrNotFound):
 		return s, err
 	}

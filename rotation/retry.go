@@ -8,14 +8,15 @@ import (
 	"github.com/cenkalti/backoff/v4"
 )
 
-// permanent marks an error that retrying cannot fix (a rejected key, a stopped node, a policy refusal).
-func permanent(err error) error { return backoff.Permanent(err) }
+// Permanent marks an error that retrying cannot fix (a rejected key, a stopped node, a policy refusal): Retry
+// returns it at once.
+func Permanent(err error) error { return backoff.Permanent(err) }
 
-// retry is the rotator's one retry loop: it calls op with exponential backoff (10 ms growing 1.5 times to 1 s,
+// Retry is the rotator's one retry loop: it calls op with exponential backoff (10 ms growing 1.5 times to 1 s,
 // jittered; a restarting node is polled closely so a rotation costs little more than its restarts)
 // until op succeeds, returns an error marked permanent, bound passes, or ctx ends; ctx is checked between attempts.
 // It returns op's last error.
-func retry(ctx context.Context, bound time.Duration, op func() error) error {
+func Retry(ctx context.Context, bound time.Duration, op func() error) error {
 	b := backoff.NewExponentialBackOff()
 	b.InitialInterval = 10 * time.Millisecond
 	b.Multiplier = 1.5

@@ -485,14 +485,20 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target,
 		if l.journal().done(n.Name()) {
 			continue
 		}
+		// A stop request (SIGTERM) is honoured here, between nodes: a node step once begun is finished, so no
+		// node is left half-changed.
+		if err := context.Cause(ctx); err != nil {
+			return err
+		}
 		if err := r.journal(ctx, l, func(j *Journal) { j.Node = n.Name() }); err != nil {
 			return err
 		}
 		r.checkpoint(step + ":" + n.Name() + ":begin")
-		if err := r.moveNode(ctx, l.journal(), n, t, rep); err != nil {
+		stepCtx := context.WithoutCancel(ctx)
+		if err := r.moveNode(stepCtx, l.journal(), n, t, rep); err != nil {
 			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 		}
-		if err := r.journal(ctx, l, func(j *Journal) { j.markDone(n.Name()) }); err != nil {
+		if err := r.journal(stepCtx, l, func(j *Journal) { j.markDone(n.Name()) }); err != nil {
 			return err
 		}
 		r.checkpoint(step + ":" + n.Name() + ":done")
@@ -555,10 +561,10 @@ func (r *Rotator) answers(ctx context.Context, n Node, accept, refuse []Key) err
 
 // waitAccepts waits (up to ReadyTimeout) until n accepts key; a rejection or a stopped node ends the wait at once.
 func (r *Rotator) waitAccepts(ctx context.Context, n Node, key Key) error {
-	return retry(ctx, r.opt.ReadyTimeout, func() error {
+	return Retry(ctx, r.opt.ReadyTimeout, func() error {
 		err := n.Probe(ctx, key)
 		if errors.Is(err, ErrRejected) || errors.Is(err, ErrNodeDown) {
-			return permanent(fmt.Errorf("key %s: %w", r.fp(key), err))
+			return Permanent(fmt.Errorf("key %s: %w", r.fp(key), err))
 		}
 		if err != nil {
 			return fmt.Errorf("key %s: %w", r.fp(key), err)
@@ -580,7 +586,7 @@ func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 		go func() {
 			defer wg.Done()
 			var local Report
-			if err := r.moveNode(ctx, j, n, t, &local); err != nil {
+			if err := r.moveNode(context.WithoutCancel(ctx), j, n, t, &local); err != nil {
 				errs[i] = fmt.Errorf("cut node %s: %w", n.Name(), err)
 			}
 			mu.Lock()
@@ -792,10 +798,10 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 
 // journal writes a journal change, retrying transient store errors.
 func (r *Rotator) journal(ctx context.Context, l *lease, change func(*Journal)) error {
-	return retry(ctx, r.opt.ReadyTimeout, func() error {
+	return Retry(ctx, r.opt.ReadyTimeout, func() error {
 		err := l.update(ctx, change)
 		if errors.Is(err, ErrLeaseLost) {
-			return permanent(err)
+			return Permanent(err)
 		}
 		return err
 	})

@@ -3,9 +3,11 @@
 package vaultsync
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"sort"
@@ -26,6 +28,8 @@ type Options struct {
 	Token string
 	// AppRole, when set, logs in with AppRole instead.
 	AppRole *AppRole
+	// Kubernetes, when set, logs in with Kubernetes auth instead.
+	Kubernetes *Kubernetes
 	// Mount is the KV v2 mount, e.g. "secret".
 	Mount string
 	// Prefix is the path under the mount that holds everything of the rotator, e.g. "qdrant".
@@ -33,6 +37,14 @@ type Options struct {
 	// Retention is how long a retired key version stays readable before it is soft-deleted (0: kept until Vault's
 	// max_versions prunes it).
 	Retention time.Duration
+}
+
+// Kubernetes holds Kubernetes auth settings; the service account JWT is read from its file at each login (the
+// kubelet rotates it).
+type Kubernetes struct {
+	Mount   string // default "kubernetes"
+	Role    string
+	JWTFile string // default /var/run/secrets/kubernetes.io/serviceaccount/token
 }
 
 // AppRole holds AppRole credentials; the secret id is read from its file at each login.
@@ -50,6 +62,7 @@ type Store struct {
 	prefix    string
 	retention time.Duration
 	appRole   *AppRole
+	k8s       *Kubernetes
 }
 
 var _ rotation.Store = (*Store)(nil)
@@ -76,33 +89,117 @@ func New(opts Options) (*Store, error) {
 	// VAULT_WRAP_TTL would wrap every KV read; the rotator never wants that.
 	client.SetWrappingLookupFunc(func(string, string) string { return "" })
 	mount := strings.Trim(opts.Mount, "/")
-	return &Store{client: client, kv: client.KVv2(mount), mount: mount, prefix: strings.Trim(opts.Prefix, "/"), retention: opts.Retention, appRole: opts.AppRole}, nil
+	return &Store{client: client, kv: client.KVv2(mount), mount: mount, prefix: strings.Trim(opts.Prefix, "/"), retention: opts.Retention, appRole: opts.AppRole, k8s: opts.Kubernetes}, nil
 }
 
-// Login logs in with AppRole when configured (reading the secret id file anew each time); with a token it does
-// nothing.
+// Login logs in with AppRole or Kubernetes auth when configured (reading the secret id or the service account JWT
+// anew each time); with a token it does nothing.
 func (s *Store) Login(ctx context.Context) error {
-	if s.appRole == nil {
-		return nil
+	_, err := s.login(ctx)
+	return err
+}
+
+// login returns the login secret (nil with plain token auth).
+func (s *Store) login(ctx context.Context) (*api.Secret, error) {
+	var path string
+	var body map[string]any
+	switch {
+	case s.appRole != nil:
+		secretID, err := os.ReadFile(s.appRole.SecretIDFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault: approle login: secret id: %w", err)
+		}
+		path = "auth/" + cmp.Or(s.appRole.Mount, "approle") + "/login"
+		body = map[string]any{"role_id": s.appRole.RoleID, "secret_id": strings.TrimSpace(string(secretID))}
+	case s.k8s != nil:
+		jwt, err := os.ReadFile(cmp.Or(s.k8s.JWTFile, "/var/run/secrets/kubernetes.io/serviceaccount/token"))
+		if err != nil {
+			return nil, fmt.Errorf("vault: kubernetes login: service account token: %w", err)
+		}
+		path = "auth/" + cmp.Or(s.k8s.Mount, "kubernetes") + "/login"
+		body = map[string]any{"role": s.k8s.Role, "jwt": strings.TrimSpace(string(jwt))}
+	default:
+		return nil, nil
 	}
-	secretID, err := os.ReadFile(s.appRole.SecretIDFile)
+	sec, err := s.client.Logical().WriteWithContext(ctx, path, body)
 	if err != nil {
-		return fmt.Errorf("vault: approle login: secret id: %w", err)
-	}
-	mount := s.appRole.Mount
-	if mount == "" {
-		mount = "approle"
-	}
-	sec, err := s.client.Logical().WriteWithContext(ctx, "auth/"+mount+"/login", map[string]any{
-		"role_id": s.appRole.RoleID, "secret_id": strings.TrimSpace(string(secretID)),
-	})
-	if err != nil {
-		return fmt.Errorf("vault: approle login: %w", classify(err))
+		return nil, fmt.Errorf("vault: login at %s: %w", path, classify(err))
 	}
 	if sec == nil || sec.Auth == nil || sec.Auth.ClientToken == "" {
-		return errors.New("vault: approle login: no token in the answer")
+		return nil, fmt.Errorf("vault: login at %s: no token in the answer", path)
 	}
 	s.client.SetToken(sec.Auth.ClientToken)
+	return sec, nil
+}
+
+// KeepLoggedIn keeps the Vault session alive until ctx ends: it renews the token with Vault's LifetimeWatcher, and
+// when the token can no longer be renewed (max TTL, revoked) it logs in again (AppRole, Kubernetes), with backoff
+// while Vault is sealed or unreachable. A plain token that is not renewable (a root or dev token) needs nothing.
+func (s *Store) KeepLoggedIn(ctx context.Context, logger *slog.Logger) {
+	wait := time.Second
+	for ctx.Err() == nil {
+		sec, err := s.login(ctx)
+		if err == nil && sec == nil {
+			// Plain token: renew it as itself if it is renewable, to get a secret the watcher can follow.
+			sec, err = s.client.Auth().Token().RenewSelfWithContext(ctx, 0)
+			if err != nil {
+				logger.Info("vault token is not renewable; using it as it is", "error", err)
+				return
+			}
+		}
+		if err != nil {
+			logger.Warn("vault login failed; retrying", "error", err, "in", wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 5*time.Minute)
+			continue
+		}
+		wait = time.Second
+		w, err := s.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
+		if err != nil {
+			logger.Warn("vault token cannot be watched", "error", err)
+			return
+		}
+		go w.Start()
+		select {
+		case <-ctx.Done():
+		case err := <-w.DoneCh():
+			if err != nil {
+				logger.Warn("vault token renewal ended; logging in again", "error", err)
+			}
+		}
+		w.Stop()
+		if s.appRole == nil && s.k8s == nil {
+			return // nothing to log in again with
+		}
+	}
+}
+
+// Field reads one field of the record at path (under the prefix), e.g. an API token kept in Vault.
+func (s *Store) Field(ctx context.Context, path, field string) (string, error) {
+	f, _, err := s.Get(ctx, s.path(path))
+	if err != nil {
+		return "", err
+	}
+	v, ok := f[field]
+	if !ok {
+		return "", fmt.Errorf("vault: %s/%s has no field %q", s.mount, s.path(path), field)
+	}
+	return v, nil
+}
+
+// Ping checks that Vault answers, unsealed.
+func (s *Store) Ping(ctx context.Context) error {
+	h, err := s.client.Sys().HealthWithContext(ctx)
+	if err != nil {
+		return fmt.Errorf("vault: %w", err)
+	}
+	if h.Sealed {
+		return errors.New("vault is sealed")
+	}
 	return nil
 }
 

@@ -69,6 +69,9 @@ func newApp(ctx context.Context, c common, env func(string) string, logger *slog
 		}
 		opts.AppRole = &vaultsync.AppRole{Mount: a.Mount, RoleID: roleID, SecretIDFile: a.SecretIDFile}
 	}
+	if k := cfg.Vault.Kubernetes; k != nil {
+		opts.Kubernetes = &vaultsync.Kubernetes{Role: k.Role, Mount: k.Mount, JWTFile: k.JWTFile}
+	}
 	store, err := vaultsync.New(opts)
 	if err != nil {
 		return nil, err

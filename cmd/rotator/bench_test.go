@@ -4,7 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -121,4 +126,75 @@ func BenchmarkRemint10000Keys(b *testing.B) {
 			fmt.Printf("named keys, %s: %d keys in %s, %s per key (target: <= 30s total)\n", label, n, took.Round(time.Millisecond), (took / n).Round(time.Microsecond))
 		}
 	}
+}
+
+// BenchmarkIdleDaemon100 measures an idle `rotator daemon` managing 100 deployments (each with a weekly schedule
+// and a max age, polling Vault every 30 s; nodes are named but never touched while idle): resident memory and CPU
+// over 60 s. Target: <= 40 MiB, <= 0.5 % of a core.
+func BenchmarkIdleDaemon100(b *testing.B) {
+	bin := filepath.Join(b.TempDir(), "rotator")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, out)
+	}
+	srv := vaultdev.StartT(b)
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(srv.Token), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, "vault: {address: %s, token_file: token}\ndaemon: {listen: \"127.0.0.1:0\"}\ndeployments:\n", srv.Addr)
+	for i := 0; i < 100; i++ {
+		fmt.Fprintf(&cfg, "  - {name: d%03d, mode: env, containers: [idle-%03d-0, idle-%03d-1, idle-%03d-2], schedule: \"0 3 * * 0\", max_age: 720h}\n", i, i, i, i)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rotator.yml"), []byte(cfg.String()), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	for i := 0; i < b.N; i++ {
+		cmd := exec.Command(bin, "daemon", "--config", filepath.Join(dir, "rotator.yml"))
+		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(5 * time.Second) // start-up: every loop has read Vault once
+		cpu0 := procCPU(b, cmd.Process.Pid)
+		var peak int64
+		start := time.Now()
+		for time.Since(start) < 60*time.Second {
+			peak = max(peak, procRSS(b, cmd.Process.Pid))
+			time.Sleep(time.Second)
+		}
+		cpu := (procCPU(b, cmd.Process.Pid) - cpu0) / time.Since(start).Seconds() * 100
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = cmd.Wait()
+		b.ReportMetric(float64(peak)/(1<<20), "MiB-rss")
+		b.ReportMetric(cpu, "%-core")
+		fmt.Printf("idle daemon, 100 deployments, 60 s: peak RSS %.1f MiB (target <= 40), CPU %.3f %% of a core (target <= 0.5)\n", float64(peak)/(1<<20), cpu)
+	}
+}
+
+// procCPU is the process's user+system CPU time in seconds, from /proc.
+func procCPU(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseFloat(fields[11], 64)
+	stime, _ := strconv.ParseFloat(fields[12], 64)
+	return (utime + stime) / 100 // USER_HZ is 100 on Linux
+}
+
+// procRSS is the process's resident set in bytes, from /proc.
+func procRSS(b *testing.B, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
 }

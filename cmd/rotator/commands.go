@@ -14,6 +14,8 @@ import (
 	"github.com/qdrantrotator/rotator/rotation"
 )
 
+var errNoConfig = errors.New("--config is required")
+
 // common are the flags every command against a config takes.
 type common struct {
 	config     string
@@ -38,7 +40,7 @@ func parseFlags(name string, args []string, stderr io.Writer, extra func(*flag.F
 	case fs.NArg() > 0:
 		return c, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	case c.config == "":
-		return c, usageError{errors.New("--config is required")}
+		return c, usageError{errNoConfig}
 	case c.output != "text" && c.output != "json":
 		return c, usageError{fmt.Errorf("--output %q: want text or json", c.output)}
 	}
@@ -48,11 +50,17 @@ func parseFlags(name string, args []string, stderr io.Writer, extra func(*flag.F
 func cmdRotate(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	var req rotation.Request
 	var dryRun bool
+	var server, tokenFile string
 	c, err := parseFlags("rotate", args, stderr, func(fs *flag.FlagSet) {
 		fs.BoolVar(&req.Emergency, "emergency", false, "leaked key: no overlap, the old key is refused as fast as the nodes restart")
 		fs.BoolVar(&dryRun, "dry-run", false, "print the plan and change nothing")
 		fs.BoolVar(&req.Adopt, "adopt", false, "when Vault has no key yet, import the one the nodes use")
+		fs.StringVar(&server, "server", "", "ask the daemon at this URL instead of rotating here")
+		fs.StringVar(&tokenFile, "token-file", "", "with --server: a file holding an admin API token (else ROTATOR_TOKEN)")
 	})
+	if server != "" && (err == nil || errors.Is(err, errNoConfig)) {
+		return remoteRotate(ctx, server, tokenFile, c.deployment, req, dryRun, env, stdout)
+	}
 	if err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ type fixture struct {
 	r1     rotation.Key // the read-only key, with fixtureOpts.readOnly
 	names  []string
 	config string
+	dir    string // the config's folder
 	scheme string
 	client *http.Client
 
@@ -63,6 +64,8 @@ type fixtureOpts struct {
 	grace string
 	// readOnly gives the nodes a read-only key and the deployment read_only: rotate.
 	readOnly bool
+	// top is added to the config before `deployments:` (a daemon section).
+	top string
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -163,18 +166,19 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
   mount: secret
   prefix: qdrant
   lease_ttl: 3s
-deployments:
+%sdeployments:
   - name: %s
     mode: %s
     containers: [%s]
     grace: %s
     ready_timeout: 30s
     stop_timeout: 10s
-`, f.vault.Addr, deployment, o.mode, strings.Join(f.names, ", "), cmp.Or(o.grace, "1s"))
+`, f.vault.Addr, o.top, deployment, o.mode, strings.Join(f.names, ", "), cmp.Or(o.grace, "1s"))
 	if o.mode == "file" {
 		cfg += "    config_path: /qdrant/config/local.yaml\n"
 	}
 	cfg += o.extra
+	f.dir = dir
 	f.config = filepath.Join(dir, "rotator.yml")
 	if err := os.WriteFile(f.config, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -301,13 +305,18 @@ func (f *fixture) startProber() *prober.Prober { return f.startSlotProber(rotati
 
 // startSlotProber probes with the credential of one slot's consumer path.
 func (f *fixture) startSlotProber(slot rotation.Slot) *prober.Prober {
+	return f.startProberWith(func(ctx context.Context) (string, error) {
+		cur, err := f.store.ReadCurrent(ctx, deployment, slot)
+		return cur.Key.Reveal(), err
+	})
+}
+
+// startProberWith probes with the credential key returns at each round.
+func (f *fixture) startProberWith(key func(context.Context) (string, error)) *prober.Prober {
 	p := &prober.Prober{
 		Interval: 50 * time.Millisecond,
 		Client:   f.client,
-		Key: func(ctx context.Context) (string, error) {
-			cur, err := f.store.ReadCurrent(ctx, deployment, slot)
-			return cur.Key.Reveal(), err
-		},
+		Key:      key,
 		Nodes: func(ctx context.Context) (map[string]string, error) {
 			out := map[string]string{}
 			for _, name := range f.names {

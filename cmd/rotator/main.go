@@ -44,6 +44,9 @@ Commands:
             [--emergency] [--dry-run] [--adopt] [--output text|json])
   status    show key age, last rotation and journal state (--config FILE [--deployment NAME] [--output])
   verify    check every node against Vault's current key (--config FILE [--deployment NAME] [--output])
+  daemon    run the rotation daemon: schedules, HTTP API, metrics, audit events (--config FILE [--listen ADDR])
+            rotate --server URL --token-file FILE --deployment NAME [--emergency] [--dry-run] asks a running
+            daemon and follows the rotation until it ends
   version   print the version and exit
   help      print this help
 
@@ -72,6 +75,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = cmdStatus(ctx, args[1:], env, stdout, stderr, logger)
 	case "verify":
 		err = cmdVerify(ctx, args[1:], env, stdout, stderr, logger)
+	case "daemon":
+		err = cmdDaemon(ctx, args[1:], env, stdout, stderr, logger)
 	default:
 		fmt.Fprintf(stderr, "rotator: unknown command %q\n\n%s", args[0], usage)
 		return exitUsage

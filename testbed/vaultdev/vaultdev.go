@@ -114,55 +114,51 @@ func start(ctx context.Context, bin string, o Options) (*Server, error) {
 		s.Stop()
 		return nil, fmt.Errorf("vault dev server on %s: %w\n%s", addr, err, s.out.String())
 	}
-	if m := regexp.MustCompile(`Unseal Key: (\S+)`).FindStringSubmatch(s.out.String()); m != nil {
-		s.UnsealKey = m[1]
-	}
 	return s, nil
 }
 
-// waitReady polls sys/health until it says initialized, unsealed and active (HTTP 200). With TLS it first waits
-// for the CA file the server announces and trusts only that CA.
+// waitReady waits for the dev server's banner (its unseal key and, with TLS, its CA file), then polls sys/health
+// until it says initialized, unsealed and active (HTTP 200), trusting only the dev CA with TLS.
 func (s *Server) waitReady(ctx context.Context, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
+	unsealRe := regexp.MustCompile(`Unseal Key: (\S+)`)
 	caRe := regexp.MustCompile(`VAULT_CACERT='([^']+)'`)
+	tlsOn := strings.HasPrefix(s.Addr, "https://")
+	client := http.DefaultClient
 	for {
-		client := http.DefaultClient
-		if strings.HasPrefix(s.Addr, "https://") {
-			m := caRe.FindStringSubmatch(s.out.String())
-			if m == nil {
-				select {
-				case <-s.done:
-					return errors.New("vault exited before it was ready")
-				case <-ctx.Done():
-					return fmt.Errorf("no CA file announced within %s", bound)
-				case <-time.After(100 * time.Millisecond):
-					continue
-				}
+		out := s.out.String()
+		if s.UnsealKey == "" {
+			if m := unsealRe.FindStringSubmatch(out); m != nil {
+				s.UnsealKey = m[1]
 			}
-			s.CACert = m[1]
-			pem, err := os.ReadFile(s.CACert)
-			if err != nil {
-				return fmt.Errorf("read the dev CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			pool.AppendCertsFromPEM(pem)
-			client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
+		if tlsOn && s.CACert == "" {
+			if m := caRe.FindStringSubmatch(out); m != nil {
+				pem, err := os.ReadFile(m[1])
+				if err != nil {
+					return fmt.Errorf("read the dev CA: %w", err)
+				}
+				pool := x509.NewCertPool()
+				pool.AppendCertsFromPEM(pem)
+				s.CACert, client = m[1], &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+			}
+		}
+		if s.UnsealKey != "" && (!tlsOn || s.CACert != "") {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
+			if resp, err := client.Do(req); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
 			}
 		}
 		select {
 		case <-s.done:
 			return errors.New("vault exited before it was ready")
 		case <-ctx.Done():
-			return fmt.Errorf("not ready within %s", bound)
-		case <-time.After(100 * time.Millisecond):
+			return fmt.Errorf("not ready within %s (banner seen: %v)", bound, s.UnsealKey != "")
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }

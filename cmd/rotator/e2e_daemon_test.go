@@ -1,0 +1,297 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qdrantrotator/rotator/daemon"
+	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/testbed/syncbuf"
+)
+
+// daemonUnderTest is `rotator daemon` running in-process.
+type daemonUnderTest struct {
+	url    string
+	out    *syncbuf.Buffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+func startDaemon(t *testing.T, f *fixture, env map[string]string) *daemonUnderTest {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &daemonUnderTest{url: "http://" + addr, out: &syncbuf.Buffer{}, cancel: cancel, done: make(chan int, 1)}
+	go func() {
+		d.done <- run(ctx, []string{"daemon", "--config", f.config, "--listen", addr}, func(k string) string { return env[k] }, d.out, d.out)
+	}()
+	t.Cleanup(func() { d.stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(d.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			return d
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not answer:\n%s", d.out.String())
+	return nil
+}
+
+func (d *daemonUnderTest) stop(t *testing.T) int {
+	d.cancel()
+	select {
+	case code := <-d.done:
+		d.done <- code
+		return code
+	case <-time.After(60 * time.Second):
+		t.Fatalf("daemon did not stop within 60s")
+		return -1
+	}
+}
+
+// request makes an API call and decodes the JSON answer.
+func (d *daemonUnderTest) request(t *testing.T, method, path, token, body string, out any) (int, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if s, ok := out.(*string); ok {
+		*s = string(data)
+	} else if out != nil && len(data) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Fatalf("%s %s: %v in %s", method, path, err, data)
+		}
+	}
+	return resp.StatusCode, resp.Header
+}
+
+func (d *daemonUnderTest) waitRun(t *testing.T, token, id string) rotation.Run {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		var run rotation.Run
+		if code, _ := d.request(t, http.MethodGet, "/v1/rotations/"+id, token, "", &run); code != 200 {
+			t.Fatalf("GET rotation %s: HTTP %d", id, code)
+		}
+		if run.State != rotation.RunRunning {
+			return run
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatalf("run %s did not end", id)
+	return rotation.Run{}
+}
+
+// TestDaemonAPI: the auth matrix, 202 then 409 while busy, progress until done, a dry run that changes nothing,
+// 404 and 400, /metrics, audit events on the log stream and signed webhooks, and no key material anywhere.
+func TestDaemonAPI(t *testing.T) {
+	var hookMu sync.Mutex
+	var hooks []daemon.AuditEvent
+	var badSignatures int
+	secret := []byte("webhook-secret-for-tests")
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, secret)
+		mac.Write(body)
+		hookMu.Lock()
+		defer hookMu.Unlock()
+		if r.Header.Get(daemon.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			badSignatures++
+		}
+		var ev daemon.AuditEvent
+		_ = json.Unmarshal(body, &ev)
+		hooks = append(hooks, ev)
+	}))
+	defer hook.Close()
+
+	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", grace: "2s", top: `daemon:
+  poll_interval: 200ms
+  tokens:
+    - {name: ops, role: admin, file: admin.token}
+    - {name: grafana, role: read, env: READ_TOKEN}
+  webhooks:
+    - {url: ` + hook.URL + `, secret_file: hook.secret}
+`})
+	admin, reader := randomHex(16), randomHex(16)
+	for name, v := range map[string]string{"admin.token": admin, "hook.secret": string(secret)} {
+		if err := os.WriteFile(filepath.Join(f.dir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDaemon(t, f, map[string]string{"READ_TOKEN": reader})
+	post := "/v1/deployments/" + deployment + "/rotations"
+
+	var e struct {
+		Error             string `json:"error"`
+		RunningRotationID string `json:"running_rotation_id"`
+		ID                string `json:"id"`
+	}
+	for _, c := range []struct {
+		name, method, path, token, body string
+		want                            int
+	}{
+		{"no token", http.MethodPost, post, "", `{}`, 401},
+		{"wrong token", http.MethodPost, post, "nope", `{}`, 401},
+		{"read token on POST", http.MethodPost, post, reader, `{}`, 403},
+		{"read token on GET", http.MethodGet, "/v1/deployments", reader, "", 200},
+		{"no token on GET", http.MethodGet, "/v1/deployments", "", "", 401},
+		{"no token on metrics", http.MethodGet, "/metrics", "", "", 401},
+		{"unknown deployment", http.MethodPost, "/v1/deployments/nope/rotations", admin, `{}`, 404},
+		{"malformed body", http.MethodPost, post, admin, `{"emergency": "yes"}`, 400},
+		{"unknown field", http.MethodPost, post, admin, `{"emergancy": true}`, 400},
+		{"unknown rotation", http.MethodGet, "/v1/rotations/run-x", admin, "", 404},
+		{"healthz without token", http.MethodGet, "/healthz", "", "", 200},
+		{"readyz without token", http.MethodGet, "/readyz", "", "", 200},
+	} {
+		if code, _ := d.request(t, c.method, c.path, c.token, c.body, &e); code != c.want {
+			t.Errorf("%s: HTTP %d, want %d (%s)", c.name, code, c.want, e.Error)
+		}
+		if c.name == "malformed body" && !strings.Contains(e.Error, "emergency") {
+			t.Errorf("400 message %q does not name the field", e.Error)
+		}
+	}
+
+	// A dry run changes nothing.
+	code, _ := d.request(t, http.MethodPost, post, admin, `{"dry_run": true}`, &e)
+	if code != 202 {
+		t.Fatalf("dry run: HTTP %d", code)
+	}
+	if run := d.waitRun(t, admin, e.ID); run.State != rotation.RunPlanned || run.Plan == nil || len(run.Plan.Steps) != 4 {
+		t.Fatalf("dry run ended %s with plan %v", run.State, run.Plan)
+	}
+	if f.current().Version != 1 {
+		t.Fatal("the dry run changed Vault")
+	}
+
+	// A rotation: 202 with a Location, then 409 naming it while it runs, then progress to the end.
+	code, hdr := d.request(t, http.MethodPost, post, admin, `{}`, &e)
+	if code != 202 || hdr.Get("Location") != "/v1/rotations/"+e.ID {
+		t.Fatalf("rotation: HTTP %d, Location %q", code, hdr.Get("Location"))
+	}
+	id := e.ID
+	if code, _ := d.request(t, http.MethodPost, post, admin, `{}`, &e); code != 409 || e.RunningRotationID != id {
+		t.Errorf("second POST while busy: HTTP %d naming %q, want 409 naming %s", code, e.RunningRotationID, id)
+	}
+	run := d.waitRun(t, admin, id)
+	if run.State != rotation.RunCompleted || run.Actor != "api:ops" || len(run.Nodes) != 2 || run.Report == nil || run.Seconds <= 0 {
+		t.Fatalf("run %+v", run)
+	}
+	cur := f.current()
+	if cur.Version != 2 {
+		t.Fatalf("Vault version %d after the rotation", cur.Version)
+	}
+	f.assertKeys(cur.Key, f.k1)
+
+	var deps string
+	d.request(t, http.MethodGet, "/v1/deployments", reader, "", &deps)
+	if !strings.Contains(deps, cur.Fingerprint) || !strings.Contains(deps, `"last_outcome": "completed"`) {
+		t.Errorf("GET /v1/deployments lacks the fingerprint or the outcome:\n%s", deps)
+	}
+	var metrics string
+	d.request(t, http.MethodGet, "/metrics", reader, "", &metrics)
+	for _, want := range []string{
+		`rotator_rotations_total{deployment="e2e",outcome="completed"} 1`,
+		`rotator_key_age_seconds{deployment="e2e",slot="admin"}`,
+		`rotator_rotations_in_flight 0`,
+		`rotator_lease_held{deployment="e2e"} 0`,
+		`rotator_phase_duration_seconds_count{deployment="e2e",phase="grace"} 1`,
+		`rotator_last_success_timestamp_seconds{deployment="e2e"}`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
+	// Audit events: the log stream and the webhook both saw a key's whole life, signed.
+	d.stop(t)
+	kinds := map[string]int{}
+	sc := bufio.NewScanner(strings.NewReader(d.out.String()))
+	for sc.Scan() {
+		var ev daemon.AuditEvent
+		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event != "" {
+			kinds[ev.Event]++
+			if ev.Actor != "api:ops" || ev.RunID != id {
+				t.Errorf("audit event %s: actor %q run %q", ev.Event, ev.Actor, ev.RunID)
+			}
+		}
+	}
+	for k, n := range map[string]int{"minted": 1, "staged": 2, "published": 1, "promoted": 2, "retired": 1} {
+		if kinds[k] != n {
+			t.Errorf("log stream has %d %s events, want %d (all: %v)", kinds[k], k, n, kinds)
+		}
+	}
+	hookMu.Lock()
+	if len(hooks) != 7 || badSignatures != 0 {
+		t.Errorf("webhook got %d events (%d badly signed), want 7 signed", len(hooks), badSignatures)
+	}
+	hookMu.Unlock()
+	f.mu.Lock()
+	f.outputs.WriteString(d.out.String() + deps + metrics)
+	f.mu.Unlock()
+	f.assertNoLeak(cur.Key, f.journal().PendingKey)
+}
+
+// TestDaemonSchedules: a schedule firing every few seconds rotates twice in a row; a key older than its max age at
+// start-up is rotated once, not in a loop.
+func TestDaemonSchedules(t *testing.T) {
+	t.Run("every few seconds", func(t *testing.T) {
+		f := newFixture(t, fixtureOpts{nodes: 2, mode: "file", grace: "0s", top: "daemon:\n  poll_interval: 200ms\n",
+			extra: "    schedule: \"@every 4s\"\n"})
+		d := startDaemon(t, f, nil)
+		deadline := time.Now().Add(40 * time.Second)
+		for f.current().Version < 3 && time.Now().Before(deadline) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if v := f.current().Version; v < 3 {
+			t.Fatalf("Vault version %d after 40s, want two scheduled rotations (3):\n%s", v, d.out.String())
+		}
+		if code := d.stop(t); code != exitOK {
+			t.Errorf("daemon exited %d", code)
+		}
+		f.assertKeys(f.current().Key, f.k1)
+	})
+	t.Run("max age at start-up", func(t *testing.T) {
+		f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", grace: "0s", top: "daemon:\n  poll_interval: 100ms\n",
+			extra: "    max_age: 2s\n"})
+		time.Sleep(2500 * time.Millisecond) // the key Vault holds is now older than its max age
+		d := startDaemon(t, f, nil)
+		deadline := time.Now().Add(30 * time.Second)
+		for f.current().Version < 2 && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		time.Sleep(1500 * time.Millisecond) // fifteen more polls, the new key still younger than 2s
+		if v := f.current().Version; v != 2 {
+			t.Fatalf("Vault version %d, want exactly one rotation (2):\n%s", v, d.out.String())
+		}
+	})
+}

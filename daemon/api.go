@@ -1,0 +1,150 @@
+// Package daemon is the long-running service around the rotation domain: the HTTP API (on-demand rotations, their
+// progress, the deployments' state, health), bearer-token authentication, Prometheus metrics and audit events.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+// Options configure the API.
+type Options struct {
+	Manager *rotation.Manager
+	Tokens  *Tokens
+	Metrics http.Handler
+	// Ready reports whether the daemon can work (Vault reachable); /readyz answers 503 while it errs.
+	Ready  func(context.Context) error
+	Logger *slog.Logger
+}
+
+// NewHandler returns the API's handler:
+//
+//	POST /v1/deployments/{name}/rotations  {"emergency":bool,"dry_run":bool} -> 202 + Location, 409, 404, 400 (admin)
+//	GET  /v1/rotations/{id}                progress, timings, outcome (read)
+//	GET  /v1/deployments                   fingerprints and ages, last outcome, next run (read)
+//	GET  /metrics                          Prometheus (read)
+//	GET  /healthz, /readyz                 no token
+//
+// No answer ever holds key material: runs and statuses carry fingerprints only.
+func NewHandler(o Options) http.Handler {
+	a := &api{o: o}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/deployments/{name}/rotations", a.auth(roleAdmin, a.startRotation))
+	mux.HandleFunc("GET /v1/rotations/{id}", a.auth(roleRead, a.getRotation))
+	mux.HandleFunc("GET /v1/deployments", a.auth(roleRead, a.deployments))
+	mux.Handle("GET /metrics", a.auth(roleRead, o.Metrics.ServeHTTP))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", a.readyz)
+	return mux
+}
+
+type api struct{ o Options }
+
+type ctxKey struct{}
+
+// auth admits a request whose bearer token is valid for role: 401 without a valid token, 403 for a read token on
+// an admin route.
+func (a *api) auth(need role, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="qdrant-rotator"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "a bearer token is required"})
+			return
+		}
+		name, got := a.o.Tokens.Check(r.Context(), token)
+		switch {
+		case got == roleNone:
+			w.Header().Set("WWW-Authenticate", `Bearer realm="qdrant-rotator", error="invalid_token"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "the bearer token is not valid"})
+		case got < need:
+			writeJSON(w, http.StatusForbidden, errorBody{Error: fmt.Sprintf("token %q may only read", name)})
+		default:
+			next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
+		}
+	}
+}
+
+type errorBody struct {
+	Error             string `json:"error"`
+	RunningRotationID string `json:"running_rotation_id,omitempty"`
+}
+
+type startBody struct {
+	Emergency bool `json:"emergency"`
+	DryRun    bool `json:"dry_run"`
+}
+
+func (a *api) startRotation(w http.ResponseWriter, r *http.Request) {
+	var body startBody
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<16))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "request body: " + err.Error() + ` (want {"emergency": bool, "dry_run": bool})`})
+		return
+	}
+	if dec.More() {
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: "request body: one JSON object expected"})
+		return
+	}
+	name := r.PathValue("name")
+	actor, _ := r.Context().Value(ctxKey{}).(string)
+	id, err := a.o.Manager.Start(name, rotation.Trigger{Emergency: body.Emergency, DryRun: body.DryRun, Actor: "api:" + actor})
+	var busy *rotation.BusyError
+	switch {
+	case errors.As(err, &busy):
+		writeJSON(w, http.StatusConflict, errorBody{Error: "a rotation of this deployment is in flight", RunningRotationID: busy.RunID})
+	case errors.Is(err, rotation.ErrUnknownDeployment):
+		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("unknown deployment %q", name)})
+	case err != nil:
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error()})
+	default:
+		loc := "/v1/rotations/" + id
+		w.Header().Set("Location", loc)
+		writeJSON(w, http.StatusAccepted, map[string]string{"id": id, "deployment": name, "status_url": loc})
+	}
+}
+
+func (a *api) getRotation(w http.ResponseWriter, r *http.Request) {
+	run, ok := a.o.Manager.Get(r.PathValue("id"))
+	if !ok {
+		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("unknown rotation %q", r.PathValue("id"))})
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (a *api) deployments(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
+	defer cancel()
+	writeJSON(w, http.StatusOK, map[string]any{"deployments": a.o.Manager.Deployments(ctx)})
+}
+
+func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := a.o.Ready(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,136 @@
+package daemon
+
+// This is the only file that imports the Prometheus client.
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+// Metrics are the daemon's Prometheus metrics. Key ages are read from Vault when scraped (cached briefly).
+type Metrics struct {
+	registry   *prometheus.Registry
+	rotations  *prometheus.CounterVec
+	phases     *prometheus.HistogramVec
+	lastOK     *prometheus.GaugeVec
+	mu         sync.Mutex
+	phaseStart map[string]phaseMark // run id -> current phase and since when
+}
+
+type phaseMark struct {
+	phase rotation.Phase
+	since time.Time
+}
+
+// NewMetrics registers the metrics; m supplies in-flight runs and key ages.
+func NewMetrics(m *rotation.Manager) *Metrics {
+	x := &Metrics{
+		registry: prometheus.NewRegistry(),
+		rotations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rotator_rotations_total", Help: "Rotations run by this daemon, by deployment and outcome.",
+		}, []string{"deployment", "outcome"}),
+		phases: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "rotator_phase_duration_seconds", Help: "Time spent in each rotation phase.",
+			Buckets: []float64{0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600},
+		}, []string{"deployment", "phase"}),
+		lastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rotator_last_success_timestamp_seconds", Help: "When the last rotation of the deployment completed (Unix time).",
+		}, []string{"deployment"}),
+		phaseStart: map[string]phaseMark{},
+	}
+	x.registry.MustRegister(x.rotations, x.phases, x.lastOK,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rotator_rotations_in_flight", Help: "Rotations running in this daemon now.",
+		}, func() float64 { return float64(m.Running()) }),
+		&stateCollector{m: m},
+	)
+	return x
+}
+
+// Handler serves the metrics.
+func (x *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(x.registry, promhttp.HandlerOpts{})
+}
+
+// Event records phase durations as a run moves from phase to phase.
+func (x *Metrics) Event(run rotation.Run, e rotation.Event) {
+	if e.Phase == "" {
+		return
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	prev, ok := x.phaseStart[run.ID]
+	if ok && prev.phase == e.Phase {
+		return
+	}
+	if ok {
+		x.phases.WithLabelValues(run.Deployment, string(prev.phase)).Observe(e.Time.Sub(prev.since).Seconds())
+	}
+	x.phaseStart[run.ID] = phaseMark{phase: e.Phase, since: e.Time}
+}
+
+// Finished counts a run's outcome.
+func (x *Metrics) Finished(run rotation.Run) {
+	x.mu.Lock()
+	if prev, ok := x.phaseStart[run.ID]; ok {
+		x.phases.WithLabelValues(run.Deployment, string(prev.phase)).Observe(run.Finished.Sub(prev.since).Seconds())
+		delete(x.phaseStart, run.ID)
+	}
+	x.mu.Unlock()
+	if run.DryRun {
+		return
+	}
+	x.rotations.WithLabelValues(run.Deployment, string(run.State)).Inc()
+	if run.State == rotation.RunCompleted {
+		x.lastOK.WithLabelValues(run.Deployment).Set(float64(run.Finished.Unix()))
+	}
+}
+
+// stateCollector reports, at scrape time, each deployment's key ages (from Vault) and whether this daemon holds
+// its lease now.
+type stateCollector struct {
+	m *rotation.Manager
+
+	mu      sync.Mutex
+	cached  []rotation.DeploymentView
+	fetched time.Time
+}
+
+var (
+	keyAgeDesc = prometheus.NewDesc("rotator_key_age_seconds", "Age of the deployment's current credential in Vault, by slot.", []string{"deployment", "slot"}, nil)
+	leaseDesc  = prometheus.NewDesc("rotator_lease_held", "1 while this daemon holds the deployment's lease (runs its rotation).", []string{"deployment"}, nil)
+)
+
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keyAgeDesc; ch <- leaseDesc }
+
+func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	if c.cached == nil || time.Since(c.fetched) > 5*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		c.cached, c.fetched = c.m.Deployments(ctx), time.Now()
+		cancel()
+	}
+	views := c.cached
+	c.mu.Unlock()
+	now := time.Now()
+	for _, v := range views {
+		if v.Status.Version > 0 {
+			ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, now.Sub(v.Status.Since).Seconds(), v.Name, string(rotation.SlotAdmin))
+		}
+		if !v.Status.ReadOnlySince.IsZero() {
+			ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, now.Sub(v.Status.ReadOnlySince).Seconds(), v.Name, string(rotation.SlotReadOnly))
+		}
+		held := 0.0
+		if v.Running != "" {
+			held = 1
+		}
+		ch <- prometheus.MustNewConstMetric(leaseDesc, prometheus.GaugeValue, held, v.Name)
+	}
+}

@@ -1,0 +1,135 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestScheduleParsing(t *testing.T) {
+	if _, err := NewSchedule("d", ScheduleSpec{Cron: "0 0 3 * * *"}); err == nil || !strings.Contains(err.Error(), "has 6 fields: use standard 5-field cron") {
+		t.Errorf("6 fields: %v", err)
+	}
+	if _, err := NewSchedule("d", ScheduleSpec{Cron: "61 * * * *"}); err == nil {
+		t.Error("minute 61 accepted")
+	}
+	if _, err := NewSchedule("d", ScheduleSpec{Cron: "0 3 * * *", TimeZone: "Mars/Olympus"}); err == nil || !strings.Contains(err.Error(), "Mars/Olympus") {
+		t.Errorf("bad zone: %v", err)
+	}
+	if _, err := NewSchedule("d", ScheduleSpec{}); err == nil {
+		t.Error("a schedule with neither cron nor max age was accepted")
+	}
+	s, err := NewSchedule("d", ScheduleSpec{Cron: "30 3 * * 1", TimeZone: "Europe/Berlin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	from := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC) // a Thursday
+	want := time.Date(2026, 11, 30, 2, 30, 0, 0, time.UTC) // Monday 03:30 in Berlin (UTC+1)
+	if got := s.NextCron(from); !got.Equal(want) {
+		t.Errorf("next = %s, want %s", got.UTC(), want)
+	}
+	j, _ := NewSchedule("d", ScheduleSpec{Cron: "0 * * * *", Jitter: 10 * time.Minute})
+	a, b := j.NextCron(from), j.NextCron(from)
+	if !a.Equal(b) || a.Before(from.Add(time.Hour)) || !a.Before(from.Add(time.Hour+10*time.Minute)) {
+		t.Errorf("jittered next %s: want stable, within 10m after 13:00", a)
+	}
+}
+
+func TestWindows(t *testing.T) {
+	night := Window{Days: []time.Weekday{time.Friday}, Start: 22 * time.Hour, End: 2 * time.Hour}
+	s, err := NewSchedule("d", ScheduleSpec{MaxAge: time.Hour, Windows: []Window{night}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := map[string]bool{
+		"2026-11-27T23:00:00Z": true,  // Friday 23:00
+		"2026-11-28T01:30:00Z": true,  // Saturday 01:30, the Friday window after midnight
+		"2026-11-28T02:00:00Z": false, // end is exclusive
+		"2026-11-26T23:00:00Z": false, // Thursday
+		"2026-11-27T21:59:00Z": false,
+	}
+	for at, want := range cases {
+		tm, _ := time.Parse(time.RFC3339, at)
+		if got := s.Allowed(tm); got != want {
+			t.Errorf("Allowed(%s) = %v, want %v", at, got, want)
+		}
+	}
+}
+
+func TestManagerSingleFlight(t *testing.T) {
+	b := newBed(t, 2)
+	release := make(chan struct{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := NewManager(ctx, nil, Hooks{})
+	r := b.rotator(func(o *Options) {
+		o.Observe = m.Observer("prod")
+		o.Checkpoint = func(p string) {
+			if p == "minted" {
+				<-release
+			}
+		}
+	})
+	m.Add(r, nil)
+	id, err := m.Start("prod", Trigger{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var busy *BusyError
+	if _, err := m.Start("prod", Trigger{Actor: "test"}); !errors.As(err, &busy) || busy.RunID != id {
+		t.Errorf("second start: %v, want busy naming %s", err, id)
+	}
+	if _, err := m.Start("nope", Trigger{}); !errors.Is(err, ErrUnknownDeployment) {
+		t.Errorf("unknown: %v", err)
+	}
+	close(release)
+	waitRun(t, m, id, RunCompleted)
+	run, _ := m.Get(id)
+	if run.RotationID == "" || len(run.Nodes) != 2 || run.Report == nil || run.Report.Restarts != 4 {
+		t.Errorf("run %+v", run)
+	}
+	if _, err := m.Start("prod", Trigger{Actor: "test"}); err != nil {
+		t.Errorf("the lock was not released after the run: %v", err)
+	}
+}
+
+func TestScheduleRotatesAnOldKeyOnce(t *testing.T) {
+	b := newBed(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := NewManager(ctx, nil, Hooks{})
+	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.clock.Add(2 * time.Hour) // the key (published at the bed's start) is now older than its max age
+	m.Add(b.rotator(func(o *Options) { o.Observe = m.Observer("prod") }), &s)
+	m.RunSchedules(10 * time.Millisecond)
+	deadline := time.Now().Add(5 * time.Second)
+	for b.current().Version < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond) // many more polls: none may rotate again
+	if v := b.current().Version; v != 2 {
+		t.Errorf("version %d, want exactly one rotation (2)", v)
+	}
+	cancel()
+	m.Wait()
+}
+
+func waitRun(t *testing.T, m *Manager, id string, want RunState) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		if run, _ := m.Get(id); run.State != RunRunning {
+			if run.State != want {
+				t.Fatalf("run ended %s (%s), want %s", run.State, run.Error, want)
+			}
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("run %s did not end", id)
+}

@@ -1,0 +1,86 @@
+package rotation
+
+import (
+	"errors"
+	"time"
+)
+
+// RunSchedules starts, for every deployment added with a schedule, a loop that rotates it when due: at its cron
+// times (plus jitter, deferred to the next allowed window), when its key is older than the max age (at the next
+// allowed moment; after a failed run it waits a backoff from 10 minutes doubling to 6 hours), and at once when the
+// journal holds an interrupted rotation whose lease has expired (another daemon died holding it). Starting the
+// daemon rotates nothing unless something is due. Each loop looks at Vault every poll interval.
+func (m *Manager) RunSchedules(poll time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for name, d := range m.deps {
+		m.wg.Add(1)
+		go m.scheduleLoop(name, d, poll)
+	}
+}
+
+func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
+	defer m.wg.Done()
+	var next time.Time
+	if d.schedule != nil {
+		next = d.schedule.NextCron(m.now())
+	}
+	pending := false // a cron time passed outside the allowed windows
+	for {
+		m.mu.Lock()
+		d.nextRun = next
+		m.mu.Unlock()
+		wait := poll
+		if !next.IsZero() {
+			wait = min(wait, max(time.Until(next), 0))
+		}
+		select {
+		case <-m.ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		now := m.now()
+		if !next.IsZero() && !now.Before(next) {
+			pending, next = true, d.schedule.NextCron(now)
+		}
+		reason := m.due(name, d, now, pending)
+		if reason == "" {
+			continue
+		}
+		id, err := m.Start(name, Trigger{Actor: "schedule"})
+		switch {
+		case err == nil:
+			m.logger.Info("scheduled rotation started", "deployment", name, "run_id", id, "reason", reason)
+			pending = false
+		case errors.Is(err, ErrBusy):
+			pending = false // the run in flight does the same job
+		default:
+			m.logger.Warn("scheduled rotation not started", "deployment", name, "error", err)
+		}
+	}
+}
+
+// due says why the deployment should rotate now ("" = it should not).
+func (m *Manager) due(name string, d *managed, now time.Time, pending bool) string {
+	st, err := d.rot.Status(m.ctx)
+	if err != nil {
+		m.logger.Warn("cannot read the deployment's state; will look again", "deployment", name, "error", err)
+		return ""
+	}
+	if !st.LastPhase.Final() && st.LockedBy == "" {
+		return "an interrupted rotation waits in the journal"
+	}
+	if d.schedule == nil || !d.schedule.Allowed(now) {
+		return ""
+	}
+	if pending {
+		return "scheduled time"
+	}
+	m.mu.Lock()
+	retryAt := d.retryAt
+	m.mu.Unlock()
+	if age := d.schedule.MaxAge(); age > 0 && st.Version > 0 && now.Sub(st.Since) > age && !now.Before(retryAt) {
+		return "the key is older than its max age"
+	}
+	return ""
+}
