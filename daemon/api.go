@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"time"
@@ -22,8 +21,7 @@ type Options struct {
 	Tokens  *Tokens
 	Metrics http.Handler
 	// Ready reports whether the daemon can work (Vault reachable); /readyz answers 503 while it errs.
-	Ready  func(context.Context) error
-	Logger *slog.Logger
+	Ready func(context.Context) error
 }
 
 // NewHandler returns the API's handler:

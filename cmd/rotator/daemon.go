@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
+	"sync"
 	"time"
 
 	"github.com/qdrantrotator/rotator/daemon"
@@ -90,7 +90,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 		sources = append(sources, src)
 	}
 	handler := daemon.NewHandler(daemon.Options{
-		Manager: mgr, Tokens: daemon.NewTokens(sources, 5*time.Second), Metrics: metrics.Handler(), Logger: logger,
+		Manager: mgr, Tokens: daemon.NewTokens(sources, 5*time.Second), Metrics: metrics.Handler(),
 		Ready: func(ctx context.Context) error { return a.store.Ping(ctx) },
 	})
 	ln, err := net.Listen("tcp", listen)
@@ -106,7 +106,9 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 			serveErr <- srv.Serve(ln)
 		}
 	}()
-	go a.store.KeepLoggedIn(runCtx, logger)
+	var session sync.WaitGroup
+	session.Add(1)
+	go func() { defer session.Done(); a.store.KeepLoggedIn(runCtx, logger) }()
 	mgr.RunSchedules(d.PollInterval.Std())
 	logger.Info("daemon started", "listen", ln.Addr().String(), "deployments", len(a.selected))
 
@@ -123,7 +125,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	cancel()
 	stopRuns()
 	mgr.Wait()
+	session.Wait()
 	logger.Info("stopped")
-	_ = os.Stdout.Sync()
 	return nil
 }

@@ -295,3 +295,33 @@ func TestDaemonSchedules(t *testing.T) {
 		}
 	})
 }
+
+// TestRemoteRotate: `rotator rotate --server` asks a running daemon, follows the rotation until it ends, and exits
+// like a local rotation.
+func TestRemoteRotate(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", grace: "0s", top: `daemon:
+  tokens:
+    - {name: ops, role: admin, file: admin.token}
+`})
+	token := filepath.Join(f.dir, "admin.token")
+	if err := os.WriteFile(token, []byte(randomHex(16)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, f, nil)
+	var out, errOut strings.Builder
+	code := run(context.Background(), []string{"rotate", "--server", d.url, "--token-file", token, "--deployment", deployment}, func(string) string { return "" }, &out, &errOut)
+	if code != exitOK || !strings.Contains(out.String(), ": completed in") || !strings.Contains(out.String(), "promote") {
+		t.Fatalf("remote rotate exited %d:\n%s%s", code, out.String(), errOut.String())
+	}
+	code = run(context.Background(), []string{"rotate", "--server", d.url, "--token-file", token, "--deployment", "nope"}, func(string) string { return "" }, &out, &errOut)
+	if code != exitUsage {
+		t.Errorf("unknown deployment: exit %d, want %d", code, exitUsage)
+	}
+	if v := f.current().Version; v != 2 {
+		t.Errorf("Vault version %d, want 2", v)
+	}
+	f.mu.Lock()
+	f.outputs.WriteString(out.String() + errOut.String())
+	f.mu.Unlock()
+	f.assertNoLeak(f.current().Key)
+}
