@@ -122,6 +122,10 @@ type Deployment struct {
 	// member of the class uses it; the grace must cover the largest.
 	Consumers map[string]Consumer `yaml:"consumers"`
 
+	// Cluster says the nodes form one Qdrant cluster (cluster.enabled): preflight refuses an unsafe rolling restart,
+	// followers restart before the leader, each node must be back with every replica Active before the next.
+	Cluster *ClusterSettings `yaml:"cluster"`
+
 	// Schedule is a standard 5-field cron expression for the daemon ("" = none).
 	Schedule string `yaml:"schedule"`
 	// TimeZone is the schedule's IANA time zone (default UTC).
@@ -132,6 +136,15 @@ type Deployment struct {
 	Windows []Window `yaml:"windows"`
 	// MaxAge rotates a key older than this at the next allowed moment (0 = no limit).
 	MaxAge Duration `yaml:"max_age"`
+}
+
+// ClusterSettings describe a Qdrant cluster deployment.
+type ClusterSettings struct {
+	// InternalAuth says the peers run with service.enforce_internal_auth (Qdrant >= 1.18): 3 restarts per peer.
+	InternalAuth bool `yaml:"internal_auth"`
+	// AcceptDowntime rotates even with collections of replication factor 1 (their shards are unavailable while
+	// their node restarts).
+	AcceptDowntime bool `yaml:"accept_downtime"`
 }
 
 // Window is a time-of-day range ("02:00"-"05:00"; an end before the start spans midnight) on some days.

@@ -124,7 +124,7 @@ func (a *Auditor) deliver() {
 		body, _ := json.Marshal(ev)
 		for _, h := range a.webhooks {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-			err := rotation.Retry(ctx, 2*time.Minute, func() error { return a.post(ctx, h, body) })
+			err := rotation.RetrySlowly(ctx, 2*time.Minute, func() error { return a.post(ctx, h, body) })
 			cancel()
 			if err != nil {
 				a.logger.Error("audit webhook delivery failed", "url", h.URL, "event", ev.Event, "error", err)

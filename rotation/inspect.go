@@ -103,6 +103,9 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 		p.Notes = append(p.Notes, "emergency: no overlap; clients holding "+old+" are refused as soon as their node restarts; "+newKeyLabel+" is published after every node took it")
 		return p, nil
 	}
+	if r.opt.Cluster {
+		p.Notes = append(p.Notes, "cluster: followers restart before the leader (the order is chosen again before each restart, so the leader at that moment goes last); after each restart the node must answer /readyz 200 with every replica of every collection Active and no shard transfer before the next node goes down")
+	}
 	add(PhaseStaging, r.staged(j, "stage"), old+" and "+newKeyLabel+" accepted")
 	p.Notes = append(p.Notes, fmt.Sprintf("then %s is published as current in the store (%s kept as the previous version), then a grace of %s", newKeyLabel, old, r.opt.Grace))
 	if r.opt.ReadOnly {
@@ -110,6 +113,12 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 	}
 	if len(r.opt.Keys) > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("%d named keys are published for %s at the same time (JWTs signed with it for the scoped ones)", len(r.opt.Keys), newKeyLabel))
+	}
+	if r.opt.InternalAuth {
+		add(PhaseSwapping, r.swapped(j), old+" and "+newKeyLabel+" accepted")
+		p.Notes = append(p.Notes, "3 restarts per node: the peers run with enforce_internal_auth and send each other their primary key, so every node first takes "+newKeyLabel+" as primary with "+old+" as alt (peers not yet swapped still send "+old+"), and only then drops "+old+"; the 2-restart plan would have promoted nodes refuse their peers' "+old)
+	} else if r.opt.Cluster {
+		p.Notes = append(p.Notes, "2 restarts per node: enforce_internal_auth is off, so peer traffic does not depend on the keys")
 	}
 	add(PhasePromoting, r.promoted(j), newKeyLabel+" accepted, "+old+" refused")
 	if r.opt.ReadOnly {

@@ -14,6 +14,7 @@ const (
 	PhaseStaging     Phase = "staging"      // every node gets alt_api_key = new key
 	PhasePublishing  Phase = "publishing"   // the new key becomes current for consumers
 	PhaseGrace       Phase = "grace"        // consumers move to the new key
+	PhaseSwapping    Phase = "swapping"     // enforce_internal_auth only: every node gets api_key = new, alt = old
 	PhasePromoting   Phase = "promoting"    // every node gets api_key = new key, the old key dropped
 	PhaseRetiring    Phase = "retiring"     // the old key is labelled retired in the store
 	PhaseCutting     Phase = "cutting"      // emergency: every node gets the new key only, no overlap

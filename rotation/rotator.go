@@ -35,6 +35,14 @@ type Options struct {
 	ReadOnly bool
 	// Keys are the named keys, re-minted and published in every rotation once the new admin key is current.
 	Keys []NamedKey
+	// Cluster treats the nodes as one Qdrant cluster: the preflight refuses an unsafe rolling restart, followers
+	// restart before the leader, and each node must be back with every replica Active before the next.
+	Cluster bool
+	// InternalAuth says the peers run with enforce_internal_auth, authenticating each other with their primary
+	// key: the plan takes 3 restarts per node (K1+alt K2, K2+alt K1, K2) instead of 2.
+	InternalAuth bool
+	// AcceptDowntime lets a cluster with replication factor 1 rotate anyway.
+	AcceptDowntime bool
 	// Owner names this rotator in the lease (default: random).
 	Owner        string
 	Fingerprints Fingerprinter
@@ -243,6 +251,11 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 	if err := r.checkAll(ctx, cur.Key); err != nil {
 		return err
 	}
+	if r.opt.Cluster {
+		if err := r.clusterPreflight(ctx, cur.Key); err != nil {
+			return err
+		}
+	}
 	var ro KeyRecord
 	var newRO Key
 	if r.opt.ReadOnly {
@@ -386,6 +399,11 @@ func (r *Rotator) drive(ctx context.Context, l *lease, rep *Report) error {
 			err = r.publish(ctx, l)
 		case PhaseGrace:
 			err = r.grace(ctx, l)
+		case PhaseSwapping:
+			err = r.eachNode(ctx, l, rep, r.swapped(j), PhasePromoting)
+			if err != nil && !stopped(ctx, err) {
+				err = r.unpromote(ctx, l, rep, err)
+			}
 		case PhasePromoting:
 			err = r.eachNode(ctx, l, rep, r.promoted(j), PhaseRetiring)
 			if err != nil && !stopped(ctx, err) {
@@ -478,13 +496,29 @@ func (r *Rotator) cutTarget(j Journal) target {
 	}, accept: keys(j.PendingKey, j.PendingReadOnly), refuse: keys(j.OldKey, j.OldReadOnly)}
 }
 
+// swapped: with enforce_internal_auth, the new key primary (what peers now send each other) and the old one in the
+// alt slot (what peers not yet swapped still send), so peer traffic never breaks.
+func (r *Rotator) swapped(j Journal) target {
+	t := r.staged(j, "swap")
+	edit := t.edit
+	t.edit = func(s Slots) Slots { s = edit(s); s.APIKey, s.AltAPIKey = j.PendingKey, j.OldKey; return s }
+	return t
+}
+
 // eachNode moves the nodes one at a time to t, checking each before the next. Then the journal moves to next.
 func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target, next Phase) error {
 	step := t.step
-	for _, n := range r.nodes {
-		if l.journal().done(n.Name()) {
-			continue
+	for {
+		var remaining []Node
+		for _, n := range r.nodes {
+			if !l.journal().done(n.Name()) {
+				remaining = append(remaining, n)
+			}
 		}
+		if len(remaining) == 0 {
+			break
+		}
+		n := r.orderNodes(ctx, remaining, t.accept[0])[0]
 		// A stop request (SIGTERM) is honoured here, between nodes: a node step once begun is finished, so no
 		// node is left half-changed.
 		if err := context.Cause(ctx); err != nil {
@@ -497,6 +531,11 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target,
 		stepCtx := context.WithoutCancel(ctx)
 		if err := r.moveNode(stepCtx, l.journal(), n, t, rep); err != nil {
 			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
+		}
+		if r.opt.Cluster {
+			if err := r.waitSettled(stepCtx, "node "+n.Name()+" restarted", t.accept[0]); err != nil {
+				return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
+			}
 		}
 		if err := r.journal(stepCtx, l, func(j *Journal) { j.markDone(n.Name()) }); err != nil {
 			return err
@@ -707,7 +746,11 @@ func (r *Rotator) grace(ctx context.Context, l *lease) error {
 		case <-time.After(wait):
 		}
 	}
-	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.NodesDone = PhasePromoting, nil }); err != nil {
+	next := PhasePromoting
+	if r.opt.InternalAuth {
+		next = PhaseSwapping
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.NodesDone = next, nil }); err != nil {
 		return err
 	}
 	r.checkpoint("grace")
@@ -787,6 +830,12 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 	for _, n := range r.nodes {
 		if err := r.moveNode(ctx, j, n, back, rep); err != nil {
 			return fmt.Errorf("rollback node %s: %w", n.Name(), err)
+		}
+	}
+	if r.opt.Cluster && len(r.nodes) > 0 {
+		// Every node is back on the current key; the cluster must settle (replicas Active) before the run ends.
+		if err := r.waitSettled(ctx, "the rollback", cur.Key); err != nil {
+			return fmt.Errorf("rollback: %w", err)
 		}
 	}
 	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.NodesDone = PhaseRolledBack, "", nil }); err != nil {

@@ -153,7 +153,8 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 	id := make([]byte, 4)
 	_, _ = rand.Read(id)
 	return rotation.New(a.store, nodes, rotation.Options{
-		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Keys: keys, Grace: d.Grace.Std(), ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
+		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Keys: keys, Grace: d.Grace.Std(),
+		Cluster: d.Cluster != nil, InternalAuth: d.Cluster != nil && d.Cluster.InternalAuth, AcceptDowntime: d.Cluster != nil && d.Cluster.AcceptDowntime, ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
 		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: a.fp, Logger: a.logger, Observe: observe,
 		Checkpoint: a.crashHook(),
 	})

@@ -66,6 +66,11 @@ type fixtureOpts struct {
 	readOnly bool
 	// top is added to the config before `deployments:` (a daemon section).
 	top string
+	// cluster makes the nodes peers of one stand-in cluster (node 0 founds it, the others join it); internalAuth
+	// sets enforce_internal_auth on every peer.
+	cluster, internalAuth bool
+	// readyTimeout is the deployment's ready_timeout (default 30s).
+	readyTimeout string
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -104,6 +109,12 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		f.vault = vaultdev.StartT(t)
 	}
 	image := f.h.StandinImageT(t)
+	if o.cluster {
+		nodeEnv = append(nodeEnv, "QDRANT__CLUSTER__ENABLED=true")
+		if o.internalAuth {
+			nodeEnv = append(nodeEnv, "QDRANT__SERVICE__ENFORCE_INTERNAL_AUTH=true")
+		}
+	}
 	var err error
 	if f.k1, err = rotation.NewKey(); err != nil {
 		t.Fatal(err)
@@ -118,8 +129,15 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	var urls []string
 	for i := 0; i < o.nodes; i++ {
 		name := fmt.Sprintf("qdrant-%s-%d", tag, i)
+		var args []string
+		if o.cluster {
+			args = []string{"--uri", "http://" + name + ":6335"}
+			if i > 0 {
+				args = append(args, "--bootstrap", "http://"+f.names[0]+":6335")
+			}
+		}
 		// Storage on a bind mount, as any real deployment has it: a recreated container keeps its points.
-		spec := harness.NodeSpec{Name: name, Image: image, Env: append(append([]string(nil), nodeEnv...), o.env[i]...), Scheme: f.scheme,
+		spec := harness.NodeSpec{Args: args, Name: name, Image: image, Env: append(append([]string(nil), nodeEnv...), o.env[i]...), Scheme: f.scheme,
 			Binds: append([]string{t.TempDir() + ":/qdrant/storage"}, binds...)}
 		switch o.mode {
 		case "env":
@@ -171,9 +189,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
     mode: %s
     containers: [%s]
     grace: %s
-    ready_timeout: 30s
+    ready_timeout: %s
     stop_timeout: 10s
-`, f.vault.Addr, o.top, deployment, o.mode, strings.Join(f.names, ", "), cmp.Or(o.grace, "1s"))
+`, f.vault.Addr, o.top, deployment, o.mode, strings.Join(f.names, ", "), cmp.Or(o.grace, "1s"), cmp.Or(o.readyTimeout, "30s"))
 	if o.mode == "file" {
 		cfg += "    config_path: /qdrant/config/local.yaml\n"
 	}

@@ -32,6 +32,7 @@ const (
 	exitLocked     = 3 // another rotator holds the deployment's lease
 	exitDrift      = 4 // a node does not accept Vault's current key
 	exitRolledBack = 5 // the rotation failed and was rolled back: every node is on Vault's current key
+	exitUnsafe     = 6 // the cluster is not safe for a rolling restart; nothing was changed
 )
 
 const usage = `rotator rotates the API keys of Qdrant deployments running in Docker, keeping every key in Vault.
@@ -51,7 +52,8 @@ Commands:
   help      print this help
 
 Exit codes: 0 ok, 1 error, 2 usage or config error, 3 locked by another rotator,
-            4 drift (a node refuses Vault's current key), 5 rotation rolled back.
+            4 drift (a node refuses Vault's current key), 5 rotation rolled back,
+            6 cluster not safe for a rolling restart.
 `
 
 // run is the whole program; main only wires the process to it, so tests can call it in-process.
@@ -99,6 +101,8 @@ func exitCode(err error) int {
 		return exitDrift
 	case errors.Is(err, rotation.ErrRolledBack):
 		return exitRolledBack
+	case errors.Is(err, rotation.ErrClusterUnsafe):
+		return exitUnsafe
 	default:
 		return exitError
 	}

@@ -39,6 +39,7 @@ func (s *server) routes(mux *http.ServeMux) {
 	handle("POST /collections/{name}/points", false, s.handleRetrieve)
 	handle("POST /collections/{name}/points/count", false, s.handleCount)
 	handle("POST /collections/{name}/points/scroll", false, s.handleScroll)
+	handle("GET /collections/{name}/cluster", false, s.handleCollectionCluster)
 	handle("GET /cluster", false, s.handleCluster)
 	handle("GET /telemetry", false, s.handleTelemetry)
 	handle("GET /metrics", false, s.handleMetrics)
@@ -56,7 +57,12 @@ func (s *server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writePlain(w, http.StatusOK, "healthz check passed")
 }
 
+// handleReadyz: standalone always ready; in cluster mode 503 until the peer's replicas are ready, then 200 for good.
 func (s *server) handleReadyz(w http.ResponseWriter, _ *http.Request) {
+	if s.cluster != nil && !s.cluster.readyNow() {
+		writePlain(w, http.StatusServiceUnavailable, "some shards are not ready")
+		return
+	}
 	writePlain(w, http.StatusOK, "all shards are ready")
 }
 
@@ -67,7 +73,7 @@ func (s *server) handleListCollections(w http.ResponseWriter, r *http.Request) {
 		Name string `json:"name"`
 	}
 	list := []item{}
-	for _, n := range acc.visible(s.store.names()) {
+	for _, n := range acc.visible(s.collectionNames()) {
 		list = append(list, item{n})
 	}
 	writeResult(w, start, map[string]any{"collections": list})
@@ -80,9 +86,9 @@ func (s *server) handleGetCollection(w http.ResponseWriter, r *http.Request) {
 		writeStorageError(w, start, err)
 		return
 	}
-	v, ok := s.store.view(name)
-	if !ok {
-		writeStorageError(w, start, collectionNotFound(name))
+	v, err := s.collectionView(r.Context(), name)
+	if err != nil {
+		writeStorageError(w, start, err)
 		return
 	}
 	writeResult(w, start, collectionInfo(v))
@@ -98,9 +104,9 @@ func collectionInfo(v *collectionView) map[string]any {
 		"config": map[string]any{
 			"params": map[string]any{
 				"vectors":                  v.vectors.restJSON(),
-				"shard_number":             1,
-				"replication_factor":       1,
-				"write_consistency_factor": 1,
+				"shard_number":             v.shardNumber,
+				"replication_factor":       v.replicationFactor,
+				"write_consistency_factor": v.writeConsistencyFactor,
 				"on_disk_payload":          true,
 			},
 			"hnsw_config": map[string]any{
@@ -126,8 +132,7 @@ func (s *server) handleCollectionExists(w http.ResponseWriter, r *http.Request) 
 		writeStorageError(w, start, err)
 		return
 	}
-	_, ok := s.store.count(name)
-	writeResult(w, start, map[string]bool{"exists": ok})
+	writeResult(w, start, map[string]bool{"exists": s.collectionExists(name)})
 }
 
 func (s *server) handleCreateCollection(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +152,10 @@ func (s *server) handleCreateCollection(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	vc, e := parseVectorsConfig(body)
+	var params collParams
+	if e == nil && s.cluster != nil {
+		params, e = parseCollParams(body)
+	}
 	if e != nil {
 		writeError(w, e.status, time.Time{}, e.msg)
 		return
@@ -155,7 +164,16 @@ func (s *server) handleCreateCollection(w http.ResponseWriter, r *http.Request) 
 		writeStorageError(w, start, err)
 		return
 	}
-	switch err := s.store.createCollection(name, vc); {
+	var err error
+	if s.cluster != nil {
+		err = s.cluster.createCollection(r.Context(), name, vc, params)
+		if errors.Is(err, errOpExists) {
+			err = errCollectionExists
+		}
+	} else {
+		err = s.store.createCollection(name, vc)
+	}
+	switch {
 	case errors.Is(err, errCollectionExists):
 		writeError(w, http.StatusConflict, start, "Wrong input: Collection `"+name+"` already exists!")
 	case err != nil:
@@ -177,7 +195,13 @@ func (s *server) handleDeleteCollection(w http.ResponseWriter, r *http.Request) 
 		writeStorageError(w, start, err)
 		return
 	}
-	existed, err := s.store.deleteCollection(name)
+	var existed bool
+	var err error
+	if s.cluster != nil {
+		existed, err = s.cluster.deleteCollection(r.Context(), name)
+	} else {
+		existed, err = s.store.deleteCollection(name)
+	}
 	if err != nil {
 		s.log.Error("delete collection failed", "error", err)
 		writeStorageError(w, start, err)
@@ -215,7 +239,13 @@ func (s *server) handleUpsert(w http.ResponseWriter, r *http.Request) {
 		writeStorageError(w, start, err)
 		return
 	}
-	op, err := s.store.upsert(name, points, wait)
+	var op uint64
+	var err error
+	if s.cluster != nil {
+		op, err = s.cluster.upsert(r.Context(), name, points, wait)
+	} else {
+		op, err = s.store.upsert(name, points, wait)
+	}
 	switch {
 	case errors.Is(err, errCollectionMissing):
 		writeStorageError(w, start, collectionNotFound(name))
@@ -249,10 +279,20 @@ func (s *server) handleCount(w http.ResponseWriter, r *http.Request) {
 	if unsupportedFilter(w, start, body) {
 		return
 	}
-	n, ok := s.store.count(name)
-	if !ok {
-		writeStorageError(w, start, collectionNotFound(name))
-		return
+	var n int
+	if s.cluster != nil {
+		v, err := s.cluster.view(r.Context(), name)
+		if err != nil {
+			writeStorageError(w, start, err)
+			return
+		}
+		n = len(v.points)
+	} else {
+		var ok bool
+		if n, ok = s.store.count(name); !ok {
+			writeStorageError(w, start, collectionNotFound(name))
+			return
+		}
 	}
 	writeResult(w, start, map[string]int{"count": n})
 }
@@ -298,9 +338,9 @@ func (s *server) handleRetrieve(w http.ResponseWriter, r *http.Request) {
 		writeStorageError(w, start, err)
 		return
 	}
-	v, found := s.store.view(name)
-	if !found {
-		writeStorageError(w, start, collectionNotFound(name))
+	v, err := s.collectionView(r.Context(), name)
+	if err != nil {
+		writeStorageError(w, start, err)
 		return
 	}
 	byID := make(map[pointID]*storedPoint, len(v.points))
@@ -368,9 +408,9 @@ func (s *server) handleScroll(w http.ResponseWriter, r *http.Request) {
 	if unsupportedFilter(w, start, body) {
 		return
 	}
-	v, found := s.store.view(name)
-	if !found {
-		writeStorageError(w, start, collectionNotFound(name))
+	v, err := s.collectionView(r.Context(), name)
+	if err != nil {
+		writeStorageError(w, start, err)
 		return
 	}
 	i := 0
@@ -450,12 +490,16 @@ func (s *server) handleCluster(w http.ResponseWriter, r *http.Request) {
 		writeStorageError(w, start, err)
 		return
 	}
+	if s.cluster != nil {
+		writeResult(w, start, s.cluster.clusterStatus())
+		return
+	}
 	writeResult(w, start, map[string]string{"status": "disabled"})
 }
 
 func (s *server) handleTelemetry(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	names := accessFrom(r).visible(s.store.names())
+	names := accessFrom(r).visible(s.collectionNames())
 	writeResult(w, start, map[string]any{
 		"id":          "standin",
 		"app":         map[string]any{"name": "qdrant", "version": Version},
@@ -469,11 +513,15 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 		writeStorageError(w, start, err)
 		return
 	}
-	names := s.store.names()
+	names := s.collectionNames()
 	points := 0
-	for _, n := range names {
+	for _, n := range s.store.names() {
 		c, _ := s.store.count(n)
 		points += c
+	}
+	clusterEnabled := 0
+	if s.cluster != nil {
+		clusterEnabled = 1
 	}
 	var b strings.Builder
 	b.WriteString("# HELP app_info information about qdrant server\n# TYPE app_info gauge\n")
@@ -482,7 +530,7 @@ func (s *server) handleMetrics(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "collections_total %d\n", len(names))
 	b.WriteString("# HELP collections_vector_total total number of vectors in all collections\n# TYPE collections_vector_total gauge\n")
 	fmt.Fprintf(&b, "collections_vector_total %d\n", points)
-	b.WriteString("# HELP cluster_enabled is cluster support enabled\n# TYPE cluster_enabled gauge\ncluster_enabled 0\n")
+	fmt.Fprintf(&b, "# HELP cluster_enabled is cluster support enabled\n# TYPE cluster_enabled gauge\ncluster_enabled %d\n", clusterEnabled)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(b.String()))

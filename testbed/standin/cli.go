@@ -10,8 +10,10 @@ const usage = `Qdrant stand-in (behaves like Qdrant ` + Version + ` over REST fo
 Usage: qdrant [OPTIONS]
 
 Options:
-      --uri <URI>                     accepted and ignored (single node)
-      --bootstrap <URI>               accepted and ignored (single node)
+      --uri <URI>                     this peer's internal (p2p) URI, e.g. http://node-0:6335 (cluster mode)
+                                      [env: QDRANT_URI]
+      --bootstrap <URI>               internal URI of a peer of the cluster to join (cluster mode)
+                                      [env: QDRANT_BOOTSTRAP]
       --config-path <PATH>            extra configuration file, merged after config/local
       --disable-telemetry             accepted and ignored
       --stacktrace                    accepted and ignored
@@ -22,6 +24,8 @@ Options:
 
 type cliArgs struct {
 	configPath string
+	uri        string
+	bootstrap  string
 	help       bool
 	version    bool
 }
@@ -34,7 +38,7 @@ var (
 		"--force-snapshot": true}
 )
 
-// parseArgs reads Qdrant's command line; only --config-path has an effect.
+// parseArgs reads Qdrant's command line; --config-path, and in cluster mode --uri and --bootstrap, have an effect.
 func parseArgs(args []string) (cliArgs, error) {
 	var c cliArgs
 	for i := 0; i < len(args); i++ {
@@ -57,8 +61,13 @@ func parseArgs(args []string) (cliArgs, error) {
 				i++
 				value = args[i]
 			}
-			if name == "--config-path" {
+			switch name {
+			case "--config-path":
 				c.configPath = value
+			case "--uri":
+				c.uri = value
+			case "--bootstrap":
+				c.bootstrap = value
 			}
 		case flagOptions[a]:
 		default:

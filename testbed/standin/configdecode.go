@@ -39,11 +39,17 @@ type ServiceConfig struct {
 // StorageConfig holds the storage keys.
 type StorageConfig struct {
 	StoragePath string
+	// ReplicationFactor and WriteConsistencyFactor are storage.collection.*: the defaults of new collections in
+	// cluster mode (1 and 1).
+	ReplicationFactor      uint64
+	WriteConsistencyFactor uint64
 }
 
 // ClusterConfig holds the cluster keys.
 type ClusterConfig struct {
 	Enabled bool
+	P2PPort uint16 // cluster.p2p.port, default 6335
+	P2PTLS  bool   // cluster.p2p.enable_tls: accepted, not supported (warning)
 }
 
 // TLSConfig holds the tls keys. CertTTL nil or 0 disables reloading.
@@ -121,8 +127,20 @@ func decodeConfig(tree map[string]any) (*Config, error) {
 	c.Storage.StoragePath, e = d.reqString("storage.storage_path")
 	first(e)
 
+	c.Storage.ReplicationFactor, e = d.uintDefault("storage.collection.replication_factor", 1, math.MaxUint32)
+	first(e)
+	c.Storage.WriteConsistencyFactor, e = d.uintDefault("storage.collection.write_consistency_factor", 1, math.MaxUint32)
+	first(e)
+
+	c.Cluster.P2PPort = 6335
 	if v, ok := lookupPath(tree, "cluster"); ok && v != nil {
 		c.Cluster.Enabled, e = d.reqBool("cluster.enabled")
+		first(e)
+		if p, ok := lookupPath(tree, "cluster.p2p.port"); ok && p != nil {
+			c.Cluster.P2PPort, e = d.reqU16("cluster.p2p.port")
+			first(e)
+		}
+		c.Cluster.P2PTLS, e = d.boolDefault("cluster.p2p.enable_tls", false)
 		first(e)
 	}
 
@@ -181,9 +199,9 @@ func (c *Config) warnings() []logMsg {
 				"It is highly recommended to use an API key of 32 bytes when JWT RBAC is enabled"})
 		}
 	}
-	if c.Cluster.Enabled {
+	if c.Cluster.Enabled && c.Cluster.P2PTLS {
 		out = append(out, logMsg{slog.LevelWarn,
-			"standin: cluster.enabled is set, but the stand-in only runs as a single node; distributed mode is disabled"})
+			"standin: cluster.p2p.enable_tls is not supported; the internal API is served over plain HTTP"})
 	}
 	return out
 }
@@ -279,6 +297,18 @@ func (d decoder) reqUint(key string, max uint64) (uint64, error) {
 		return 0, missingField(key)
 	}
 	return toUint(key, v, max, "u64")
+}
+
+func (d decoder) uintDefault(key string, def, max uint64) (uint64, error) {
+	v, ok := d.get(key)
+	if !ok || v == nil {
+		return def, nil
+	}
+	n, err := toUint(key, v, max, "u32")
+	if err == nil && n == 0 {
+		err = fmt.Errorf("invalid value: %s, expected a nonzero u32 for key `%s`", describeValue(v), key)
+	}
+	return n, err
 }
 
 func (d decoder) optUint(key string, max uint64) (*uint64, error) {

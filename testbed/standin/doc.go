@@ -1,26 +1,113 @@
-// Package standin is a small program that behaves like Qdrant v1.19 (single node, REST only, no gRPC) wherever a
-// key-rotation tool touches it: layered configuration (built-in defaults, config/config, config/$RUN_MODE,
-// config/local, --config-path, QDRANT__* environment variables), API-key and JWT authentication, the auth
-// whitelist, health endpoints, a subset of the collections and points API with Qdrant's envelopes, and durable
-// storage in an append-only operation log under storage.storage_path. The facts it follows are in
-// shared/specs/qdrant.md.
+// Package standin is a small program that behaves like Qdrant v1.19 (REST only, no gRPC) wherever a key-rotation
+// tool touches it: layered configuration (built-in defaults, config/config, config/$RUN_MODE, config/local,
+// --config-path, QDRANT__* environment variables), API-key and JWT authentication, the auth whitelist, health
+// endpoints, a subset of the collections and points API with Qdrant's envelopes, and durable storage in an
+// append-only operation log under storage.storage_path. It runs as a single node, or as a peer of a cluster
+// (cluster.enabled, below). The facts it follows are in shared/specs/qdrant.md.
+//
+// # Cluster mode
+//
+// With cluster.enabled: true the stand-in is a peer of a cluster, faithful where a key rotation looks and where it
+// can break things (qdrant.md §6, §7, §7.1). Real Raft and gRPC are not used; what is modelled:
+//
+//   - Peers and joining. Each peer has a random u64 peer id (may exceed 2^53, as in Qdrant), persisted with the
+//     cluster state in storage/standin-cluster.json (standalone nodes persist a peer id there too). --uri (or
+//     QDRANT_URI) is this peer's internal URI, e.g. http://node-0:6335; --bootstrap URI (or QDRANT_BOOTSTRAP)
+//     names a peer to join through. A peer without state and without --bootstrap founds a new cluster; a peer
+//     joining without --uri is recorded as http://<its address as the bootstrap peer sees it>:<p2p port>/. Joining
+//     is retried for 30 s, then the start fails (exit 1). A peer with state rejoins the peers it knows and ignores
+//     --bootstrap; a changed --uri is propagated.
+//   - Internal API on cluster.p2p.port (default 6335), HTTP/JSON instead of gRPC, same host as service.host:
+//     GET /internal/health (exempt from auth, like Qdrant's HealthCheck), POST /internal/heartbeat,
+//     /internal/join, /internal/propose, /internal/points/upsert, /internal/points/shard, /internal/transfer/push,
+//     /internal/transfer/receive (see clusterinternal.go).
+//     Every outgoing internal call carries "api-key: <this peer's service.api_key>" (the primary key only, never
+//     alt_api_key; none if api_key is unset or empty). With service.enforce_internal_auth: true the receiver
+//     checks it with the REST rule (api_key or alt_api_key, constant time; JWTs signed with them too) and answers
+//     401 with the REST texts (403 for a read-only key); without it the internal API is unauthenticated. Auth
+//     failures show in GET /cluster message_send_failures as `Tonic status error: status: Unauthenticated, ...`.
+//     In cluster mode an api_key that is not visible ASCII makes the start fail like Qdrant's panic ("API key
+//     contains invalid characters for gRPC metadata", exit 101).
+//   - Consensus (simplified). The cluster state (peers, collections with shard placement and replica states,
+//     shard transfers, term, commit, leader) is changed only by the leader; other peers send proposals to it.
+//     Every change increments commit; the leader pushes the new state to all peers before it answers, and every
+//     peer sends its state to every other peer every 200 ms (heartbeats, authenticated like all internal calls).
+//     A peer adopts any state newer by (term, commit) (equal: the smaller leader id wins), from heartbeats it
+//     receives and from the answers to its own. For a peer, another peer is live while its own heartbeats to it
+//     succeeded within the last 1 s (Raft needs both directions: a peer that refuses our key is not live for us,
+//     even if it can call us). A peer has a quorum when more than half of the known peers (itself included) are
+//     live; without one it reports role "Candidate" and leader null, and a leader without one accepts no
+//     proposals. Leader rule: the founder is the first leader; a leader stays while it is live (a returning peer
+//     with a smaller id does not take over); when the leader has not been heard from for 1 s, the live peer with
+//     the smallest id takes over if it has a quorum, with term+1. All live peers report the same leader once
+//     heartbeats settle (about 1.2 s after a leader stops).
+//   - GET /cluster: {"status":"enabled","peer_id","peers":{"<id>":{"uri"}},"raft_info":{"term","commit",
+//     "pending_operations":0,"leader","role":"Leader"|"Follower"|"Candidate","is_voter":true},
+//     "consensus_thread_status":{"consensus_thread_status":"working","last_update"},"message_send_failures":
+//     {"<uri>":{"count","latest_error","latest_error_timestamp"}}} (an entry is removed once a heartbeat to that
+//     peer succeeds). Standalone it stays {"status":"disabled"}.
+//   - Collections: create/delete on any peer go through the leader. shard_number (default: number of peers, as
+//     Qdrant), replication_factor and write_consistency_factor (defaults storage.collection.*, 1 and 1). Shard s is
+//     placed on min(replication_factor, peers) peers: the peers sorted by id, starting at index s, round-robin. A
+//     point belongs to shard FNV-1a(id text) mod shard_number. Placement never changes (peers joining later hold
+//     no shards). Deleting and re-creating a collection gives it a new generation; peers drop older points.
+//     Collections of a standalone storage join a cluster that the peer founds (one shard on it); a peer that
+//     joins an existing cluster keeps them out of it.
+//   - Writes (Qdrant's ShardReplicaSet::update): a write on any peer goes to every Active or Partial replica of
+//     the point's shard that this peer has not disabled (local replica directly, others over the internal API;
+//     each replica fsyncs first when wait=true). It needs min(write_consistency_factor, replicas) successes, else
+//     the first failure is returned (500 "Service internal error: ..."). Replicas that failed (connection refused,
+//     401 from enforce_internal_auth, ...) are disabled locally and proposed Dead; with wait=true the write waits
+//     (up to 10 s, e.g. across a leader election) until that is committed. No Active success → 500 "Failed to
+//     apply operation to at least one `Active` replica...". Dead replicas get no writes.
+//   - Reads (count, retrieve, scroll, GET /collections/{c}): each shard is read from the local replica if it is
+//     Active, else from an Active replica on another peer (live ones first); none → 500 "The replica set for
+//     shard N on peer P does not have enough active replicas" or "k of k read operations failed: ...".
+//   - Recovery (shard transfers, method stream_records, sync true). After a restart, once the peer has a quorum,
+//     has heard from the leader and from every peer (or 1 s passed), each local replica that has an Active copy on
+//     a live peer is recovered: the leader marks it Partial and lists the transfer {shard_id, from, to, sync,
+//     method}; after max(STANDIN_TRANSFER_DELAY, 200 ms) the source pushes its replica to the peer with the
+//     source's own key (so with enforce_internal_auth a target that refuses the source's key never recovers), the
+//     peer merges it (points written to it directly since the transfer began win) and fsyncs, and the leader marks
+//     it Active and drops the transfer. An Active replica with no other Active copy stays Active (it is the source of truth).
+//     Later, a local replica that is Dead (or Partial without a running transfer) is recovered the same way when
+//     an Active source is live. A failed transfer marks the replica Dead and is retried after 1 s; the leader
+//     aborts a transfer whose target has not been heard from for 2 s.
+//   - GET /collections/{c}/cluster: {"peer_id","shard_count","local_shards":[{"shard_id","points_count","state"}],
+//     "remote_shards":[{"shard_id","peer_id","state"}],"shard_transfers":[...]} with states Active, Dead, Partial;
+//     a replica this peer disabled but whose Dead state is not committed yet shows Dead. Standalone: one Active
+//     local shard.
+//   - /readyz in cluster mode: 503 "some shards are not ready" until the peer has a quorum, has heard from the
+//     leader since its start, made its start-up recovery check and every local replica is Active with no transfer
+//     running; then 200 "all shards are ready" for good (it latches, as Qdrant's does). /metrics reports
+//     cluster_enabled 1.
+//
+// Not modelled: Raft log replication and voting (the state is copied whole; a new leader may lose changes it had
+// not received), peer removal (DELETE /cluster/peer), cluster and shard management APIs (POST
+// /collections/{c}/cluster, replicate/move shards), resharding, shard keys, listener/recovery/snapshot replica
+// states, write ordering (the ordering parameter is only validated), read consistency and fan-out, snapshot
+// transfers over the REST port, internal TLS (cluster.p2p.enable_tls only logs a warning), consensus tick settings,
+// and the public gRPC API. Writes applied by some replicas of a failed update stay applied (as in Qdrant).
 //
 // # Test-only fault knobs
 //
 // These environment variables are not Qdrant settings; they exist so that tests can provoke failures:
 //
 //   - STANDIN_START_DELAY: a Go duration (e.g. "3s"). After the storage is loaded the program waits this long
-//     before binding the REST port, simulating a slow start. SIGTERM during the wait exits 0. An invalid value
-//     exits 2.
+//     before binding the REST port (and, in cluster mode, before joining), simulating a slow start. SIGTERM during
+//     the wait exits 0. An invalid value exits 2.
 //   - STANDIN_FAIL_IF_SET: comma-separated dotted configuration keys (e.g. "service.alt_api_key"). If any of them
 //     has a non-empty value in the final merged configuration, the program prints
 //     "standin: refusing to start: <key> is set (STANDIN_FAIL_IF_SET)" to stderr and exits 3.
 //   - STANDIN_FAIL_IF_FILE: a path (relative to the working directory). If it exists at start, the program prints
 //     "standin: refusing to start: <path> exists (STANDIN_FAIL_IF_FILE)" to stderr and exits 3.
+//   - STANDIN_TRANSFER_DELAY: a Go duration; a shard transfer reads its source this long after it started (at
+//     least 200 ms), so that tests can see replicas Partial and the transfer listed. An invalid value exits 2.
 //
 // # Exit codes
 //
-// 0 after SIGTERM (graceful drain of at most 30 s), 1 for configuration, storage, TLS or bind errors (message on
-// stderr prefixed "Error: "), 2 for unknown arguments or invalid knob values, 3 when a fault knob refuses the
-// start, 130 on SIGINT and 131 on SIGQUIT (immediate).
+// 0 after SIGTERM (graceful drain of at most 30 s), 1 for configuration, storage, TLS, bind or bootstrap errors
+// (message on stderr prefixed "Error: "), 2 for unknown arguments or invalid knob values, 3 when a fault knob
+// refuses the start, 101 for an api_key that is not valid gRPC metadata in cluster mode (Qdrant panics), 130 on
+// SIGINT and 131 on SIGQUIT (immediate).
 package standin

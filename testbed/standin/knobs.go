@@ -8,9 +8,10 @@ import (
 
 // faultKnobs are the test-only settings, read from STANDIN_* environment variables (see the package doc).
 type faultKnobs struct {
-	startDelay time.Duration
-	failIfSet  []string
-	failIfFile string
+	startDelay    time.Duration
+	transferDelay time.Duration
+	failIfSet     []string
+	failIfFile    string
 }
 
 func readKnobs(env []string) (faultKnobs, error) {
@@ -21,6 +22,13 @@ func readKnobs(env []string) (faultKnobs, error) {
 			return k, fmt.Errorf("invalid STANDIN_START_DELAY %q: want a non-negative Go duration such as 2s", v)
 		}
 		k.startDelay = d
+	}
+	if v, ok := lookupEnv(env, "STANDIN_TRANSFER_DELAY"); ok && v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return k, fmt.Errorf("invalid STANDIN_TRANSFER_DELAY %q: want a non-negative Go duration such as 1s", v)
+		}
+		k.transferDelay = d
 	}
 	if v, ok := lookupEnv(env, "STANDIN_FAIL_IF_SET"); ok {
 		for _, key := range strings.Split(v, ",") {

@@ -29,6 +29,7 @@ const (
 	ExitRefused     = 3   // a fault knob refused the start
 	ExitInterrupted = 130 // SIGINT: immediate stop
 	ExitQuit        = 131 // SIGQUIT: immediate stop
+	ExitPanic       = 101 // a Rust panic: cluster mode with an api_key that is not valid gRPC metadata
 )
 
 // shutdownTimeout bounds the graceful drain on SIGTERM (actix's default worker shutdown timeout).
@@ -89,6 +90,8 @@ type server struct {
 	patterns map[string]bool
 	maxBody  int64
 	now      func() time.Time
+	cluster  *clusterNode // nil standalone
+	peerID   uint64       // this peer's id (GET /collections/{c}/cluster)
 }
 
 type accessKey struct{}
@@ -280,15 +283,15 @@ func Run(ctx context.Context, opts Options) int {
 		var cfg *Config
 		cfg, err = decodeConfig(tree)
 		if err == nil {
-			return run(ctx, opts, cfg, tree, msgs, knobs, stdout, stderr)
+			return run(ctx, opts, cli, cfg, tree, msgs, knobs, stdout, stderr)
 		}
 	}
 	fmt.Fprintf(stderr, "Error: %v\n", err)
 	return ExitConfig
 }
 
-func run(ctx context.Context, opts Options, cfg *Config, tree map[string]any, msgs []logMsg, knobs faultKnobs,
-	stdout, stderr io.Writer) int {
+func run(ctx context.Context, opts Options, cli cliArgs, cfg *Config, tree map[string]any, msgs []logMsg,
+	knobs faultKnobs, stdout, stderr io.Writer) int {
 	level := slog.LevelInfo
 	if cfg.LogLevel != "" {
 		level = parseLogLevel(cfg.LogLevel)
@@ -321,7 +324,37 @@ func run(ctx context.Context, opts Options, cfg *Config, tree map[string]any, ms
 		}
 	}
 
+	storageDir := resolvePath(opts.Dir, cfg.Storage.StoragePath)
+	var cn *clusterNode
+	if cfg.Cluster.Enabled {
+		uri, bootstrap := cli.uri, cli.bootstrap
+		if v, ok := lookupEnv(opts.Env, "QDRANT_URI"); ok && uri == "" {
+			uri = v
+		}
+		if v, ok := lookupEnv(opts.Env, "QDRANT_BOOTSTRAP"); ok && bootstrap == "" {
+			bootstrap = v
+		}
+		log.Info("Distributed mode is enabled", "target", "qdrant")
+		cn, err = startCluster(ctx, clusterOptions{cfg: cfg, dir: storageDir, uri: uri, bootstrap: bootstrap, store: st,
+			log: log, now: opts.Now, knobs: knobs})
+		if errors.Is(err, errInvalidMetadataKey) {
+			fmt.Fprintf(stderr, "thread 'main' panicked at lib/api/src/grpc/transport_channel_pool.rs: %v: InvalidMetadataValue\n", err)
+			return ExitPanic
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "Error: %v\n", err)
+			return ExitConfig
+		}
+		defer cn.shutdown()
+	}
 	srv := newServer(cfg, st, log, opts.Now)
+	srv.cluster = cn
+	if cn != nil {
+		srv.peerID = cn.id
+	} else if srv.peerID, err = peerIDFor(storageDir); err != nil {
+		fmt.Fprintf(stderr, "Error: %v\n", err)
+		return ExitConfig
+	}
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -388,6 +421,9 @@ func run(ctx context.Context, opts Options, cfg *Config, tree map[string]any, ms
 	}
 	if err := hs.Shutdown(sctx); err != nil {
 		log.Warn("graceful shutdown did not finish: " + err.Error())
+	}
+	if cn != nil {
+		cn.shutdown()
 	}
 	if err := st.close(); err != nil {
 		log.Error("close storage: " + err.Error())

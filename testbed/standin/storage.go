@@ -16,14 +16,17 @@ const oplogName = "standin-oplog.jsonl"
 
 // opRecord is one line of the operation log.
 type opRecord struct {
-	Op         string         `json:"op"` // "create", "delete", "upsert"
+	Op         string         `json:"op"` // "create", "delete", "upsert", "gen"
 	Collection string         `json:"c"`
 	Vectors    *vectorsConfig `json:"vectors,omitempty"`
 	Points     []storedPoint  `json:"points,omitempty"`
+	// Gen identifies a cluster-mode collection (its creation commit); 0 for collections created standalone.
+	Gen uint64 `json:"gen,omitempty"`
 }
 
 type collection struct {
 	name    string
+	gen     uint64
 	vectors vectorsConfig
 	points  map[pointID]*storedPoint
 	// nextOp is the operation id of the next update (Qdrant's WAL sequence number).
@@ -99,9 +102,14 @@ func (s *store) apply(rec *opRecord) {
 		if rec.Vectors != nil {
 			v = *rec.Vectors
 		}
-		s.collections[rec.Collection] = &collection{name: rec.Collection, vectors: v, points: map[pointID]*storedPoint{}}
+		s.collections[rec.Collection] = &collection{name: rec.Collection, gen: rec.Gen, vectors: v,
+			points: map[pointID]*storedPoint{}}
 	case "delete":
 		delete(s.collections, rec.Collection)
+	case "gen":
+		if c, ok := s.collections[rec.Collection]; ok {
+			c.gen = rec.Gen
+		}
 	case "upsert":
 		c, ok := s.collections[rec.Collection]
 		if !ok {
@@ -164,15 +172,24 @@ func (s *store) deleteCollection(name string) (bool, error) {
 
 // upsert validates and stores points; it returns the operation id.
 func (s *store) upsert(name string, points []storedPoint, sync bool) (uint64, error) {
+	return s.upsertGen(name, 0, false, points, sync, false)
+}
+
+// upsertGen is upsert for a collection that must have generation gen (when checkGen is set); normalized is true
+// for points copied from another replica (their vectors are stored as given).
+func (s *store) upsertGen(name string, gen uint64, checkGen bool, points []storedPoint, sync, normalized bool) (uint64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.collections[name]
-	if !ok {
+	if !ok || (checkGen && c.gen != gen) {
 		return 0, errCollectionMissing
 	}
 	for i := range points {
 		if err := c.vectors.checkVectors(points[i].Vectors); err != nil {
 			return 0, err
+		}
+		if normalized {
+			continue
 		}
 		for vn, vec := range points[i].Vectors {
 			if p, _ := c.vectors.params(vn); p.Distance == "Cosine" {
@@ -189,6 +206,8 @@ type collectionView struct {
 	name    string
 	vectors vectorsConfig
 	points  []*storedPoint // sorted by id
+	// shardNumber, replicationFactor and writeConsistencyFactor are the collection parameters (1 standalone).
+	shardNumber, replicationFactor, writeConsistencyFactor uint32
 }
 
 func (s *store) names() []string {
@@ -210,12 +229,69 @@ func (s *store) view(name string) (*collectionView, bool) {
 	if !ok {
 		return nil, false
 	}
-	v := &collectionView{name: name, vectors: c.vectors, points: make([]*storedPoint, 0, len(c.points))}
+	v := &collectionView{name: name, vectors: c.vectors, points: make([]*storedPoint, 0, len(c.points)),
+		shardNumber: 1, replicationFactor: 1, writeConsistencyFactor: 1}
 	for _, p := range c.points {
 		v.points = append(v.points, p)
 	}
 	sort.Slice(v.points, func(i, j int) bool { return v.points[i].ID.less(v.points[j].ID) })
 	return v, true
+}
+
+// ensureCollection makes the local collection name exist with generation gen: a collection of another
+// generation is replaced (dropping its points). It reports whether anything changed.
+func (s *store) ensureCollection(name string, gen uint64, v vectorsConfig) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.collections[name]; ok {
+		if c.gen == gen {
+			return false, nil
+		}
+		if err := s.write(&opRecord{Op: "delete", Collection: name}, true); err != nil {
+			return false, err
+		}
+	}
+	return true, s.write(&opRecord{Op: "create", Collection: name, Vectors: &v, Gen: gen}, true)
+}
+
+// setGen gives a local collection a cluster generation, keeping its points (standalone data adopted by a new
+// cluster).
+func (s *store) setGen(name string, gen uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.collections[name]; !ok {
+		return errCollectionMissing
+	}
+	return s.write(&opRecord{Op: "gen", Collection: name, Gen: gen}, true)
+}
+
+// localCollections returns the generation of every local collection.
+func (s *store) localCollections() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]uint64, len(s.collections))
+	for n, c := range s.collections {
+		out[n] = c.gen
+	}
+	return out
+}
+
+// shardPoints returns the points of collection name (generation gen) for which keep is true, sorted by id.
+func (s *store) shardPoints(name string, gen uint64, keep func(pointID) bool) ([]*storedPoint, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.collections[name]
+	if !ok || c.gen != gen {
+		return nil, false
+	}
+	out := []*storedPoint{}
+	for id, p := range c.points {
+		if keep(id) {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID.less(out[j].ID) })
+	return out, true
 }
 
 func (s *store) count(name string) (int, bool) {

@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+// clusterClient plays an app against a stand-in cluster: it follows Vault's consumer path, round-robins over the
+// peers, writes one point per call with wait=true and reads a count, and remembers every acknowledged point.
+type clusterClient struct {
+	f *fixture
+
+	mu         sync.Mutex
+	acked      []int
+	requests   int
+	rejections []string
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+func (f *fixture) startClusterClient() *clusterClient {
+	c := &clusterClient{f: f, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		for i := 1; ; i++ {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			cur, err := f.store.ReadCurrent(context.Background(), deployment, rotation.SlotAdmin)
+			if err != nil {
+				continue
+			}
+			name := f.names[i%len(f.names)]
+			u, err := f.h.URLOf(context.Background(), name, f.scheme)
+			if err != nil {
+				continue
+			}
+			for _, call := range []struct{ method, path, body string }{
+				{http.MethodPut, "/collections/c/points?wait=true", fmt.Sprintf(`{"points":[{"id":%d,"vector":[0.5,0.5]}]}`, i)},
+				{http.MethodPost, "/collections/c/points/count", `{"exact":true}`},
+			} {
+				req, _ := http.NewRequest(call.method, u+call.path, strings.NewReader(call.body))
+				req.Header.Set("api-key", cur.Key.Reveal())
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := f.client.Do(req)
+				c.mu.Lock()
+				c.requests++
+				if err == nil {
+					resp.Body.Close()
+					switch {
+					case resp.StatusCode == 401 || resp.StatusCode == 403:
+						c.rejections = append(c.rejections, fmt.Sprintf("%s %s: %d", name, call.method, resp.StatusCode))
+					case resp.StatusCode == 200 && call.method == http.MethodPut:
+						c.acked = append(c.acked, i)
+					}
+				}
+				c.mu.Unlock()
+			}
+		}
+	}()
+	return c
+}
+
+func (c *clusterClient) Stop() {
+	close(c.stop)
+	<-c.done
+}
+
+// setupCollection creates collection c (shard_number 1, replication_factor rf) through the first peer and waits
+// until every peer reports all its replicas Active.
+func (f *fixture) setupCollection(rf int) {
+	f.t.Helper()
+	body := fmt.Sprintf(`{"vectors":{"size":2,"distance":"Dot"},"shard_number":1,"replication_factor":%d,"write_consistency_factor":1}`, rf)
+	if s := f.call(http.MethodPut, f.url(f.names[0])+"/collections/c", f.k1.Reveal(), body); s != 200 {
+		f.t.Fatalf("create collection: HTTP %d", s)
+	}
+	f.waitActive(f.k1, 30*time.Second)
+}
+
+// waitActive waits until every peer answers /readyz 200 and sees every replica of c Active with no transfers.
+func (f *fixture) waitActive(key rotation.Key, bound time.Duration) {
+	f.t.Helper()
+	deadline := time.Now().Add(bound)
+	for {
+		bad := f.replicaStates(key)
+		if bad == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("cluster not settled within %s: %s", bound, bad)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// replicaStates returns "" when every peer sees every replica of c Active, else what it saw.
+func (f *fixture) replicaStates(key rotation.Key) string {
+	var bad []string
+	for _, name := range f.names {
+		u, err := f.h.URLOf(context.Background(), name, f.scheme)
+		if err != nil {
+			bad = append(bad, name+": "+err.Error())
+			continue
+		}
+		req, _ := http.NewRequest(http.MethodGet, u+"/collections/c/cluster", nil)
+		req.Header.Set("api-key", key.Reveal())
+		resp, err := f.client.Do(req)
+		if err != nil {
+			bad = append(bad, name+": "+err.Error())
+			continue
+		}
+		var body struct {
+			Result struct {
+				Local     []struct{ State string } `json:"local_shards"`
+				Remote    []struct{ State string } `json:"remote_shards"`
+				Transfers []json.RawMessage        `json:"shard_transfers"`
+			} `json:"result"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		for _, s := range append(body.Result.Local, body.Result.Remote...) {
+			if s.State != "Active" {
+				bad = append(bad, name+" sees "+s.State)
+			}
+		}
+		if len(body.Result.Transfers) > 0 {
+			bad = append(bad, name+" has transfers")
+		}
+	}
+	return strings.Join(bad, "; ")
+}
+
+// TestClusterRotation: a 3-peer stand-in cluster with a collection of replication factor 2; during a full scheduled
+// rotation a client that follows Vault's consumer path, round-robins over the peers, writes with wait=true and reads
+// sees zero rejections, and every acknowledged point is present afterwards; with enforce_internal_auth off (2
+// restarts per peer) and on (3).
+func TestClusterRotation(t *testing.T) {
+	for _, internal := range []bool{false, true} {
+		t.Run(fmt.Sprintf("enforce_internal_auth=%v", internal), func(t *testing.T) {
+			extra := "    cluster: {internal_auth: false}\n"
+			if internal {
+				extra = "    cluster: {internal_auth: true}\n"
+			}
+			f := newFixture(t, fixtureOpts{nodes: 3, mode: "env", grace: "1s", cluster: true, internalAuth: internal, extra: extra})
+			f.setupCollection(2)
+			c := f.startClusterClient()
+			code, out := f.rotator("rotate")
+			c.Stop()
+			if code != exitOK {
+				t.Fatalf("rotate exited %d:\n%s", code, out)
+			}
+			c.mu.Lock()
+			acked, requests, rejections := append([]int(nil), c.acked...), c.requests, c.rejections
+			c.mu.Unlock()
+			t.Logf("client: %d requests, %d acknowledged writes, %d rejections", requests, len(acked), len(rejections))
+			if len(rejections) != 0 {
+				t.Errorf("rejections: %v", rejections)
+			}
+			var order []string
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "restarting:") {
+					for i, name := range f.names {
+						if strings.Contains(line, name) {
+							order = append(order, fmt.Sprintf("peer%d", i))
+						}
+					}
+				}
+			}
+			t.Logf("restart order (peer0 founded the cluster and leads it): %v", order)
+			if order[len(order)-1] != "peer0" {
+				t.Errorf("the leader did not restart last in the last pass: %v", order)
+			}
+			restarts := strings.Count(out, "restarting:")
+			if want := map[bool]int{false: 6, true: 9}[internal]; restarts != want {
+				t.Errorf("%d restarts, want %d", restarts, want)
+			}
+			cur := f.current()
+			f.waitActive(cur.Key, 30*time.Second)
+			ids, _ := json.Marshal(acked)
+			for _, name := range f.names {
+				var got struct {
+					Result []json.RawMessage `json:"result"`
+				}
+				req, _ := http.NewRequest(http.MethodPost, f.url(name)+"/collections/c/points", strings.NewReader(`{"ids":`+string(ids)+`}`))
+				req.Header.Set("api-key", cur.Key.Reveal())
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := f.client.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = json.NewDecoder(resp.Body).Decode(&got)
+				resp.Body.Close()
+				if len(got.Result) != len(acked) {
+					t.Errorf("%s returns %d of the %d acknowledged points", name, len(got.Result), len(acked))
+				}
+			}
+			f.assertKeys(cur.Key, f.k1)
+		})
+	}
+}
+
+// TestClusterTwoRestartPlanBreaksReplication: with enforce_internal_auth on, the 2-restart plan (the rotator told
+// internal_auth: false) has promoted peers refuse their peers' old primary key: replicas turn Dead, the rotation
+// does not settle and fails; this is why the 3-restart plan exists.
+func TestClusterTwoRestartPlanBreaksReplication(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 3, mode: "env", grace: "0s", cluster: true, internalAuth: true,
+		readyTimeout: "8s", extra: "    cluster: {internal_auth: false}\n"})
+	f.setupCollection(2)
+	c := f.startClusterClient() // writes are what the peers replicate to each other
+	sawDead := make(chan bool, 1)
+	go func() {
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			cur, err := f.store.ReadCurrent(context.Background(), deployment, rotation.SlotAdmin)
+			if err == nil && strings.Contains(f.replicaStates(cur.Key), "Dead") {
+				sawDead <- true
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		sawDead <- false
+	}()
+	code, out := f.rotator("rotate")
+	c.Stop()
+	if code == exitOK {
+		t.Errorf("the 2-restart plan completed against enforce_internal_auth peers:\n%s", out)
+	}
+	if !<-sawDead {
+		t.Errorf("no replica turned Dead:\n%s", out)
+	}
+}
+
+// TestClusterPreflightAndRollback: replication factor 1 and a peer down are refused before anything changes; a
+// peer that does not come back within its bound rolls the cluster back to Vault's current key with every replica
+// Active.
+func TestClusterPreflightAndRollback(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 3, mode: "env", grace: "0s", cluster: true,
+		env: map[int][]string{1: {"STANDIN_FAIL_IF_SET=service.alt_api_key"}}, readyTimeout: "10s", extra: "    cluster: {}\n"})
+	f.setupCollection(1)
+	code, out := f.rotator("rotate")
+	if code != exitUnsafe || !strings.Contains(out, "replication_factor 1 would be unavailable while their node restarts: c") {
+		t.Fatalf("rf 1: exit %d, want %d:\n%s", code, exitUnsafe, out)
+	}
+	if s := f.call(http.MethodDelete, f.url(f.names[0])+"/collections/c", f.k1.Reveal(), ""); s != 200 {
+		t.Fatalf("delete collection: HTTP %d", s)
+	}
+	f.setupCollection(2)
+
+	// A peer that refuses to start with the staged key: rollback, the cluster back on Vault's key, replicas Active.
+	code, out = f.rotator("rotate")
+	if code != exitRolledBack {
+		t.Fatalf("failing peer: exit %d, want %d:\n%s", code, exitRolledBack, out)
+	}
+	if cur := f.current(); cur.Version != 1 {
+		t.Errorf("Vault moved to version %d", cur.Version)
+	}
+	f.assertKeys(f.k1)
+	f.waitActive(f.k1, 30*time.Second)
+
+	// A peer down before the start: refused, nothing changed.
+	if _, err := f.h.Engine.StopContainer(context.Background(), f.names[2], 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	code, out = f.rotator("rotate")
+	if code != exitDrift || !strings.Contains(out, f.names[2]) {
+		t.Errorf("peer down: exit %d, want %d naming %s:\n%s", code, exitDrift, f.names[2], out)
+	}
+}

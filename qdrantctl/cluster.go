@@ -1,0 +1,154 @@
+package qdrantctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+)
+
+var _ rotation.ClusterNode = (*Node)(nil)
+
+// Cluster implements rotation.ClusterNode from Qdrant's REST API, read with key: GET /cluster (peer id, peers,
+// raft leader, consensus thread), GET /collections and, per collection, its replication factor and GET
+// /collections/{c}/cluster (replica states, shard transfers), and /readyz.
+func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterView, error) {
+	var v rotation.ClusterView
+	base, err := n.baseURL(ctx)
+	if err != nil {
+		return v, err
+	}
+	var cl struct {
+		Result struct {
+			Status   string                     `json:"status"`
+			PeerID   uint64                     `json:"peer_id"`
+			Peers    map[string]json.RawMessage `json:"peers"`
+			RaftInfo struct {
+				Leader *uint64 `json:"leader"`
+			} `json:"raft_info"`
+			Consensus struct {
+				Status string `json:"consensus_thread_status"`
+			} `json:"consensus_thread_status"`
+		} `json:"result"`
+	}
+	if err := n.getJSON(ctx, base+"/cluster", key, &cl); err != nil {
+		return v, err
+	}
+	if cl.Result.Status != "enabled" {
+		return v, fmt.Errorf("node %s: cluster mode is %q", n.opt.Container, cl.Result.Status)
+	}
+	v.PeerID, v.Peers = cl.Result.PeerID, len(cl.Result.Peers)
+	if cl.Result.RaftInfo.Leader != nil {
+		v.Leader = *cl.Result.RaftInfo.Leader
+	}
+	v.ConsensusOK = cl.Result.Consensus.Status == "working"
+
+	var list struct {
+		Result struct {
+			Collections []struct {
+				Name string `json:"name"`
+			} `json:"collections"`
+		} `json:"result"`
+	}
+	if err := n.getJSON(ctx, base+"/collections", key, &list); err != nil {
+		return v, err
+	}
+	for _, c := range list.Result.Collections {
+		cv := rotation.CollectionView{Name: c.Name}
+		var info struct {
+			Result struct {
+				Config struct {
+					Params struct {
+						ReplicationFactor int `json:"replication_factor"`
+					} `json:"params"`
+				} `json:"config"`
+			} `json:"result"`
+		}
+		if err := n.getJSON(ctx, base+"/collections/"+url.PathEscape(c.Name), key, &info); err != nil {
+			return v, err
+		}
+		cv.ReplicationFactor = info.Result.Config.Params.ReplicationFactor
+		if cv.ReplicationFactor == 0 {
+			cv.ReplicationFactor = 1 // Qdrant's default
+		}
+		var sh struct {
+			Result struct {
+				Local []struct {
+					State string `json:"state"`
+				} `json:"local_shards"`
+				Remote []struct {
+					State string `json:"state"`
+				} `json:"remote_shards"`
+				Transfers []json.RawMessage `json:"shard_transfers"`
+			} `json:"result"`
+		}
+		if err := n.getJSON(ctx, base+"/collections/"+url.PathEscape(c.Name)+"/cluster", key, &sh); err != nil {
+			return v, err
+		}
+		for _, s := range sh.Result.Local {
+			cv.States = append(cv.States, s.State)
+		}
+		for _, s := range sh.Result.Remote {
+			cv.States = append(cv.States, s.State)
+		}
+		cv.Transfers = len(sh.Result.Transfers)
+		v.Collections = append(v.Collections, cv)
+	}
+	ready, err := n.ready(ctx, base)
+	if err != nil {
+		return v, err
+	}
+	v.Ready = ready
+	return v, nil
+}
+
+// getJSON makes an authenticated GET and decodes Qdrant's envelope; 401/403 wrap rotation.ErrRejected.
+func (n *Node) getJSON(ctx context.Context, u string, key rotation.Key, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	req.Header.Set("api-key", key.Reveal())
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	if err != nil {
+		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("node %s: HTTP %d: %w", n.opt.Container, resp.StatusCode, rotation.ErrRejected)
+	case resp.StatusCode != http.StatusOK:
+		return fmt.Errorf("node %s: GET %s: HTTP %d", n.opt.Container, req.URL.Path, resp.StatusCode)
+	}
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("node %s: GET %s: %w", n.opt.Container, req.URL.Path, err)
+	}
+	return nil
+}
+
+// ready polls /readyz once (Qdrant's readiness check is driven by these calls).
+func (n *Node) ready(ctx context.Context, base string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := n.http.Do(req)
+	if err != nil {
+		return false, fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, nil
+}

@@ -1,0 +1,196 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// ClusterView is what one node says of the Qdrant cluster it belongs to (GET /cluster, GET
+// /collections/{c}/cluster, /readyz), read with a key the node accepts.
+type ClusterView struct {
+	PeerID      uint64
+	Leader      uint64
+	Peers       int  // peers the node knows, itself included
+	ConsensusOK bool // consensus thread "working"
+	Ready       bool // /readyz answered 200
+	Collections []CollectionView
+}
+
+// CollectionView is one collection's replicas as a node sees them.
+type CollectionView struct {
+	Name              string
+	ReplicationFactor int
+	// States lists every replica's state (local and remote), e.g. "Active", "Dead", "Partial".
+	States    []string
+	Transfers int
+}
+
+// ClusterNode is a Node that belongs to a Qdrant cluster. qdrantctl implements it.
+type ClusterNode interface {
+	Node
+	Cluster(ctx context.Context, key Key) (ClusterView, error)
+}
+
+// ErrClusterUnsafe: a rolling restart now could lose availability or data (replication factor 1, a peer missing,
+// consensus not working, replicas not Active).
+var ErrClusterUnsafe = errors.New("cluster not safe for a rolling restart")
+
+// ClusterError lists what makes a cluster unsafe.
+type ClusterError struct {
+	Deployment string
+	Problems   []string
+}
+
+func (e *ClusterError) Error() string {
+	return fmt.Sprintf("deployment %s: %v: %s", e.Deployment, ErrClusterUnsafe, strings.Join(e.Problems, "; "))
+}
+
+// Is makes errors.Is(err, ErrClusterUnsafe) hold.
+func (e *ClusterError) Is(target error) bool { return target == ErrClusterUnsafe }
+
+// healthy says what keeps one node's view from a settled cluster ("" = settled): ready, consensus working, every
+// replica Active, no shard transfer.
+func (v ClusterView) healthy() string {
+	switch {
+	case !v.Ready:
+		return "/readyz is not 200 yet"
+	case !v.ConsensusOK:
+		return "consensus is not working"
+	}
+	for _, c := range v.Collections {
+		for _, s := range c.States {
+			if s != "Active" {
+				return fmt.Sprintf("collection %s has a %s replica", c.Name, s)
+			}
+		}
+		if c.Transfers > 0 {
+			return fmt.Sprintf("collection %s has %d shard transfers running", c.Name, c.Transfers)
+		}
+	}
+	return ""
+}
+
+// views reads every node's cluster view with key.
+func (r *Rotator) views(ctx context.Context, key Key) (map[string]ClusterView, error) {
+	out := map[string]ClusterView{}
+	for _, n := range r.nodes {
+		cn, ok := n.(ClusterNode)
+		if !ok {
+			return nil, fmt.Errorf("node %s cannot report cluster state", n.Name())
+		}
+		v, err := cn.Cluster(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("node %s: cluster state: %w", n.Name(), err)
+		}
+		out[n.Name()] = v
+	}
+	return out, nil
+}
+
+// clusterPreflight refuses a rolling restart that would not be zero-downtime: a collection with replication factor
+// 1 (unless AcceptDowntime), a peer missing, consensus not working or not agreeing on a leader, replicas not Active.
+func (r *Rotator) clusterPreflight(ctx context.Context, key Key) error {
+	views, err := r.views(ctx, key)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	leaders := map[uint64]bool{}
+	rf1 := map[string]bool{}
+	for _, n := range r.nodes {
+		v := views[n.Name()]
+		if v.Peers != len(r.nodes) {
+			problems = append(problems, fmt.Sprintf("node %s knows %d peers, the deployment has %d nodes (a peer is missing or not configured)", n.Name(), v.Peers, len(r.nodes)))
+		}
+		if !v.ConsensusOK {
+			problems = append(problems, fmt.Sprintf("node %s: consensus is not working", n.Name()))
+		}
+		leaders[v.Leader] = true
+		if why := v.healthy(); why != "" && v.ConsensusOK {
+			problems = append(problems, fmt.Sprintf("node %s: %s", n.Name(), why))
+		}
+		for _, c := range v.Collections {
+			if c.ReplicationFactor < 2 {
+				rf1[c.Name] = true
+			}
+		}
+	}
+	if len(leaders) != 1 || leaders[0] {
+		problems = append(problems, fmt.Sprintf("the nodes do not agree on one leader (%d answers)", len(leaders)))
+	}
+	if len(rf1) > 0 && !r.opt.AcceptDowntime {
+		names := make([]string, 0, len(rf1))
+		for c := range rf1 {
+			names = append(names, c)
+		}
+		slices.Sort(names)
+		problems = append(problems, fmt.Sprintf("collections with replication_factor 1 would be unavailable while their node restarts: %s (raise it to 2, or accept downtime explicitly)", strings.Join(names, ", ")))
+	}
+	if len(problems) > 0 {
+		return &ClusterError{Deployment: r.opt.Deployment, Problems: problems}
+	}
+	return nil
+}
+
+// orderNodes returns the remaining nodes in restart order: followers first, the current leader last.
+func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) []Node {
+	if !r.opt.Cluster || len(remaining) < 2 {
+		return remaining
+	}
+	var leader uint64
+	ids := map[string]uint64{}
+	for _, n := range r.nodes {
+		if cn, ok := n.(ClusterNode); ok {
+			if v, err := cn.Cluster(ctx, key); err == nil {
+				ids[n.Name()] = v.PeerID
+				if v.Leader != 0 {
+					leader = v.Leader
+				}
+			}
+		}
+	}
+	out := slices.Clone(remaining)
+	slices.SortStableFunc(out, func(a, b Node) int {
+		la, lb := ids[a.Name()] == leader, ids[b.Name()] == leader
+		switch {
+		case la && !lb:
+			return 1
+		case lb && !la:
+			return -1
+		}
+		return 0
+	})
+	return out
+}
+
+// waitSettled waits (up to ReadyTimeout) after a restart until every node reports a settled cluster: /readyz 200,
+// every replica of every collection Active, no shard transfers. Every node is asked, not only the restarted one: the
+// others must have seen its replicas come back before the next node goes down.
+func (r *Rotator) waitSettled(ctx context.Context, after string, key Key) error {
+	last := ""
+	err := Retry(ctx, r.opt.ReadyTimeout, func() error {
+		for _, m := range r.nodes {
+			cn, ok := m.(ClusterNode)
+			if !ok {
+				continue
+			}
+			v, err := cn.Cluster(ctx, key)
+			if err != nil {
+				last = err.Error()
+				return err
+			}
+			if why := v.healthy(); why != "" {
+				last = fmt.Sprintf("node %s: %s", m.Name(), why)
+				return errors.New(last)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("the cluster did not settle within %s after %s: %s", r.opt.ReadyTimeout, after, last)
+	}
+	return nil
+}

@@ -1,0 +1,136 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+)
+
+// fakePeer is a fakeNode in a fake cluster whose leader is the live peer with the smallest id.
+type fakePeer struct {
+	*fakeNode
+	id      uint64
+	cluster *fakeCluster
+}
+
+type fakeCluster struct {
+	peers []*fakePeer
+	rf    int
+	// internalAuth: a peer accepts another's traffic only with that peer's primary key.
+	internalAuth bool
+	// broken counts moments when a running peer refused a running peer's primary key (replication would break).
+	broken int
+	order  []string
+	// missing peers: the nodes know this many fewer peers than the deployment has.
+	missing int
+}
+
+func (c *fakeCluster) leader() uint64 {
+	var id uint64
+	for _, p := range c.peers {
+		if p.up && (id == 0 || p.id < id) {
+			id = p.id
+		}
+	}
+	return id
+}
+
+func (p *fakePeer) Cluster(ctx context.Context, key Key) (ClusterView, error) {
+	if err := p.Probe(ctx, key); err != nil {
+		return ClusterView{}, err
+	}
+	return ClusterView{PeerID: p.id, Leader: p.cluster.leader(), Peers: len(p.cluster.peers) - p.cluster.missing, ConsensusOK: true, Ready: true,
+		Collections: []CollectionView{{Name: "c", ReplicationFactor: p.cluster.rf, States: []string{"Active", "Active"}}}}, nil
+}
+
+func newFakeCluster(b *bed, rf int, internalAuth bool) *fakeCluster {
+	c := &fakeCluster{rf: rf, internalAuth: internalAuth}
+	for i, n := range b.nodes {
+		p := &fakePeer{fakeNode: n, id: uint64(10 - i), cluster: c} // the last node has the smallest id: the leader
+		c.peers = append(c.peers, p)
+		prev := n.onApply
+		n.onApply = func() {
+			prev()
+			c.order = append(c.order, n.name)
+			for _, from := range c.peers {
+				for _, to := range c.peers {
+					if from != to && from.up && to.up && to.Probe(context.Background(), from.running.APIKey) != nil {
+						c.broken++
+					}
+				}
+			}
+		}
+	}
+	return c
+}
+
+func (b *bed) clusterRotator(c *fakeCluster, opts ...func(*Options)) *Rotator {
+	b.t.Helper()
+	fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
+	nodes := make([]Node, len(c.peers))
+	for i, p := range c.peers {
+		nodes[i] = p
+	}
+	o := Options{Deployment: "prod", Cluster: true, InternalAuth: c.internalAuth, LeaseTTL: 3600e9, ReadyTimeout: 1e9, Fingerprints: fp, Now: b.clock.Now}
+	for _, f := range opts {
+		f(&o)
+	}
+	r, err := New(b.store, nodes, o)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return r
+}
+
+func TestClusterThreeRestartsKeepPeerTraffic(t *testing.T) {
+	b := newBed(t, 3)
+	c := newFakeCluster(b, 2, true)
+	rep, err := b.clusterRotator(c).Rotate(context.Background(), Request{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Restarts != 9 {
+		t.Errorf("%d restarts, want 9 (3 per peer with enforce_internal_auth)", rep.Restarts)
+	}
+	if c.broken != 0 {
+		t.Errorf("peer traffic broke %d times with the 3-restart plan", c.broken)
+	}
+	// The leader (qdrant-c, smallest id) restarts last in every pass.
+	for pass := 0; pass < 3; pass++ {
+		if got := c.order[pass*3+2]; got != "qdrant-c" {
+			t.Errorf("pass %d: last restarted %s, want the leader qdrant-c (order %v)", pass, got, c.order)
+		}
+	}
+	b.assertSettled(b.k1)
+}
+
+func TestClusterTwoRestartPlanBreaksPeerTrafficWithInternalAuth(t *testing.T) {
+	b := newBed(t, 3)
+	c := newFakeCluster(b, 2, true)
+	r := b.clusterRotator(c, func(o *Options) { o.InternalAuth = false }) // the plan that ignores enforce_internal_auth
+	if _, err := r.Rotate(context.Background(), Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.broken == 0 {
+		t.Error("the 2-restart plan should have had promoted peers refuse their peers' old primary key")
+	}
+}
+
+func TestClusterPreflightRefusals(t *testing.T) {
+	b := newBed(t, 3)
+	c := newFakeCluster(b, 1, false)
+	_, err := b.clusterRotator(c).Rotate(context.Background(), Request{})
+	var ce *ClusterError
+	if !errors.As(err, &ce) || !errors.Is(err, ErrClusterUnsafe) || !strings.Contains(err.Error(), "replication_factor 1 would be unavailable while their node restarts: c") {
+		t.Fatalf("rf 1: %v", err)
+	}
+	if _, err := b.clusterRotator(c, func(o *Options) { o.AcceptDowntime = true }).Rotate(context.Background(), Request{}); err != nil {
+		t.Errorf("rf 1 with accepted downtime: %v", err)
+	}
+	c.rf, c.missing = 2, 1 // a peer missing from what the nodes know
+	_, err = b.clusterRotator(c).Rotate(context.Background(), Request{})
+	if !errors.Is(err, ErrClusterUnsafe) || !strings.Contains(err.Error(), "knows 2 peers, the deployment has 3 nodes") {
+		t.Errorf("missing peer: %v", err)
+	}
+}
