@@ -25,7 +25,6 @@ import (
 	"github.com/hashicorp/vault/api"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/qdrantrotator/rotator/config"
 	"github.com/qdrantrotator/rotator/testbed/vaultdev"
 )
 
@@ -528,12 +527,14 @@ func TestComposeConfig(t *testing.T) {
 
 func TestExampleConfigs(t *testing.T) {
 	t.Parallel()
-	c, err := config.Load("rotator.yml")
+	check := exec.Command("go", "run", "./cmd/rotator", "check", "--config", "deploy/rotator.yml")
+	check.Dir = ".."
+	out, err := check.CombinedOutput()
 	if err != nil {
-		t.Fatalf("rotator.yml: %v", err)
+		t.Fatalf("rotator check rotator.yml: %v\n%s", err, out)
 	}
-	if len(c.Deployments) != 1 || c.Deployments[0].Mode != "file" || !slices.Equal(c.Deployments[0].Containers, []string{"qdrant-0", "qdrant-1", "qdrant-2"}) {
-		t.Errorf("rotator.yml: want one file-mode deployment of qdrant-0..2, got %+v", c.Deployments)
+	if !strings.Contains(string(out), "1 deployment(s)") || !strings.Contains(string(out), "mode file, nodes qdrant-0, qdrant-1, qdrant-2") {
+		t.Errorf("rotator.yml: want one file-mode deployment of qdrant-0..2, got:\n%s", out)
 	}
 	for i := 0; i < 3; i++ {
 		var node struct {

@@ -34,8 +34,13 @@ func TestBadConfigsAndFlags(t *testing.T) {
 		{"unknown field", []string{"rotate", "--config", write("d.yml", good+"    colour: blue\n")}, "field colour not found"},
 		{"inline secret", []string{"rotate", "--config", write("e.yml", "vault:\n  token: s.abc\n"+good)}, "field token not found"},
 		{"bad mode", []string{"rotate", "--config", write("f.yml", strings.Replace(good, "env", "ssh", 1))}, `deployments[0] (prod).mode: "ssh": want env or file`},
+		{"check a bad file", []string{"check", "--config", write("i.yml", good+"    grace: -1s\n")}, "deployments[0] (prod).grace: -1s is negative"},
 		{"unknown deployment", []string{"rotate", "--config", write("h.yml", good), "--deployment", "staging"}, `no deployment "staging" in the config`},
 		{"bad grace", []string{"rotate", "--config", write("g.yml", good+"    grace: later\n")}, `"later" is not a duration`},
+	}
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"check", "--config", write("ok.yml", good)}, func(string) string { return "" }, &out, &errOut); code != exitOK || !strings.Contains(out.String(), "prod: mode env, nodes a") {
+		t.Errorf("check of a good file: exit %d, %q %q", code, out.String(), errOut.String())
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

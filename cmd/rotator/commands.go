@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/qdrantrotator/rotator/config"
 	"github.com/qdrantrotator/rotator/rotation"
 )
 
@@ -235,4 +236,25 @@ func eachDeployment(ctx context.Context, name string, args []string, env func(st
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// cmdCheck validates a config file strictly and prints what it describes; it contacts neither Vault nor Docker.
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	c, err := parseFlags("check", args, stderr, nil)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(c.config)
+	if err != nil {
+		return usageError{err}
+	}
+	fmt.Fprintf(stdout, "config %s is valid: %d deployment(s)\n", c.config, len(cfg.Deployments))
+	for _, d := range cfg.Deployments {
+		nodes := strings.Join(d.Containers, ", ")
+		if d.Label != "" {
+			nodes = "label " + d.Label
+		}
+		fmt.Fprintf(stdout, "  %s: mode %s, nodes %s, grace %s, read_only %s, %d named keys\n", d.Name, d.Mode, nodes, d.Grace.Std(), d.ReadOnly, len(d.Keys))
+	}
+	return nil
 }

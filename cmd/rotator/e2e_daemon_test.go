@@ -31,30 +31,42 @@ type daemonUnderTest struct {
 	done   chan int
 }
 
-func startDaemon(t *testing.T, f *fixture, env map[string]string) *daemonUnderTest {
+// freeAddr returns a 127.0.0.1 address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// waitHealthy waits until the daemon answers /healthz.
+func (d *daemonUnderTest) waitHealthy(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(d.url + "/healthz"); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("daemon did not answer:\n%s", d.out.String())
+}
+
+func startDaemon(t *testing.T, f *fixture, env map[string]string) *daemonUnderTest {
+	t.Helper()
+	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &daemonUnderTest{url: "http://" + addr, out: &syncbuf.Buffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
 		d.done <- run(ctx, []string{"daemon", "--config", f.config, "--listen", addr}, func(k string) string { return env[k] }, d.out, d.out)
 	}()
 	t.Cleanup(func() { d.stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(d.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			return d
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("daemon did not answer:\n%s", d.out.String())
-	return nil
+	d.waitHealthy(t)
+	return d
 }
 
 func (d *daemonUnderTest) stop(t *testing.T) int {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -33,12 +32,7 @@ func buildRotator(t *testing.T) string {
 
 func startDaemonProcess(t *testing.T, bin string, f *fixture) *daemonProcess {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := freeAddr(t)
 	out := &syncbuf.Buffer{}
 	cmd := exec.Command(bin, "daemon", "--config", f.config, "--listen", addr)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
@@ -59,16 +53,8 @@ func startDaemonProcess(t *testing.T, bin string, f *fixture) *daemonProcess {
 		f.outputs.WriteString(out.String())
 		f.mu.Unlock()
 	})
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(p.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			return p
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("daemon did not answer:\n%s", out.String())
-	return nil
+	p.waitHealthy(t)
+	return p
 }
 
 // waitPhase polls a run until it reaches phase (or ends).

@@ -48,6 +48,7 @@ Commands:
   daemon    run the rotation daemon: schedules, HTTP API, metrics, audit events (--config FILE [--listen ADDR])
             rotate --server URL --token-file FILE --deployment NAME [--emergency] [--dry-run] asks a running
             daemon and follows the rotation until it ends
+  check     validate a config file and print what it describes (--config FILE); contacts nothing
   version   print the version and exit
   help      print this help
 
@@ -77,6 +78,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = cmdStatus(ctx, args[1:], env, stdout, stderr, logger)
 	case "verify":
 		err = cmdVerify(ctx, args[1:], env, stdout, stderr, logger)
+	case "check":
+		err = cmdCheck(args[1:], stdout, stderr)
 	case "daemon":
 		err = cmdDaemon(ctx, args[1:], env, stdout, stderr, logger)
 	default:
