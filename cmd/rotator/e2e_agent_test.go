@@ -11,7 +11,8 @@ import (
 	"time"
 )
 
-// TestVaultAgentConsumerSeesNoRejection: the shipped setup script and policies on the dev server, a consumer AppRole,
+// TestVaultAgentConsumerSeesNoRejection: the shipped setup script and policies on the dev server, the rotator
+// logging in with its own AppRole (its policy is enough for a whole rotation), a consumer AppRole,
 // the real `vault agent` with the shipped env-file template (render interval 2s) and a rotation whose grace (4s)
 // covers the configured lag: the file re-renders to the new key before the grace ends, and a prober that reads the
 // rendered file before every request sees zero rejections through the whole rotation.
@@ -24,6 +25,16 @@ func TestVaultAgentConsumerSeesNoRejection(t *testing.T) {
 	setup.Env = append([]string{"PATH=" + filepath.Dir(f.vault.Bin) + ":" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, f.vault.Env()...)
 	if out, err := setup.CombinedOutput(); err != nil {
 		t.Fatalf("setup.sh: %v\n%s", err, out)
+	}
+	// The rotator itself logs in with the AppRole setup.sh made for it: its policy must be enough for a rotation.
+	cfgText, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotatorRole := filepath.Join(secrets, "qdrant-rotator")
+	approle := "approle: {role_id_file: " + filepath.Join(rotatorRole, "role_id") + ", secret_id_file: " + filepath.Join(rotatorRole, "secret_id") + "}"
+	if err := os.WriteFile(f.config, []byte(strings.Replace(string(cfgText), "token_file: token", approle, 1)), 0o600); err != nil {
+		t.Fatal(err)
 	}
 	tmpl, err := os.ReadFile(filepath.Join("..", "..", "deploy", "vault-agent", "env-file", "agent.hcl"))
 	if err != nil {
