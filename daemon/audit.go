@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -127,7 +128,8 @@ func (a *Auditor) deliver() {
 			err := rotation.RetrySlowly(ctx, 2*time.Minute, func() error { return a.post(ctx, h, body) })
 			cancel()
 			if err != nil {
-				a.logger.Error("audit webhook delivery failed", "url", h.URL, "event", ev.Event, "error", err)
+				// Only the host: webhook URLs often carry a secret in their path.
+				a.logger.Error("audit webhook delivery failed", "host", hostOf(h.URL), "event", ev.Event, "error", redactURL(err, h.URL))
 			}
 		}
 	}
@@ -155,6 +157,18 @@ func (a *Auditor) post(ctx context.Context, h Webhook, body []byte) error {
 		return fmt.Errorf("webhook answered HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+func hostOf(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Host
+	}
+	return "(unparsable URL)"
+}
+
+// redactURL removes the webhook's URL from an error (net/http errors quote it).
+func redactURL(err error, raw string) string {
+	return strings.ReplaceAll(err.Error(), raw, hostOf(raw))
 }
 
 // Close delivers what is queued (each delivery bounded) and stops.

@@ -54,8 +54,8 @@ func NewTokens(sources []TokenSource, ttl time.Duration) *Tokens {
 
 // Check returns the name and role of the token; roleNone when it matches none. Every source is compared, whatever
 // matched, so the time taken does not tell which.
-func (t *Tokens) Check(ctx context.Context, token string) (string, role) {
-	values := t.current(ctx)
+func (t *Tokens) Check(_ context.Context, token string) (string, role) {
+	values := t.current()
 	name, got := "", roleNone
 	for i, s := range t.sources {
 		if values[i] == "" {
@@ -74,17 +74,24 @@ func (t *Tokens) Check(ctx context.Context, token string) (string, role) {
 	return name, got
 }
 
-func (t *Tokens) current(ctx context.Context) []string {
+// current returns the tokens' values, re-read at most every ttl with a context of its own (a client that hangs up
+// cannot cancel it) and a bound; a source that fails to read keeps its last value.
+func (t *Tokens) current() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.values != nil && time.Since(t.fetched) < t.ttl {
 		return t.values
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 	values := make([]string, len(t.sources))
 	for i, s := range t.sources {
 		v, err := s.Read(ctx)
-		if err == nil {
+		switch {
+		case err == nil:
 			values[i] = v
+		case t.values != nil:
+			values[i] = t.values[i]
 		}
 	}
 	t.values, t.fetched = values, time.Now()

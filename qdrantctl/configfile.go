@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -181,8 +182,9 @@ func setBool(m *yaml.Node, key string, value bool) {
 	}
 }
 
-// writeAtomic replaces path with data: a temporary file in the same folder, fsync, mode 0600, rename, fsync of the
-// folder, so a crash leaves either the old or the new file, never a torn one.
+// writeAtomic replaces path with data: a temporary file in the same folder, fsync, mode 0600 and the previous
+// file's owner (so the Qdrant process that reads it still can), rename, fsync of the folder, so a crash leaves
+// either the old or the new file, never a torn one.
 func writeAtomic(path string, data []byte) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
@@ -194,6 +196,14 @@ func writeAtomic(path string, data []byte) error {
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if st, err := os.Stat(path); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok && (int(sys.Uid) != os.Getuid() || int(sys.Gid) != os.Getgid()) {
+			if err := f.Chown(int(sys.Uid), int(sys.Gid)); err != nil {
+				f.Close()
+				return fmt.Errorf("write %s: keep its owner %d:%d: %w", path, sys.Uid, sys.Gid, err)
+			}
+		}
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()

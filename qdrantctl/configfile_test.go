@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -141,5 +142,25 @@ func TestConfigKeysErrorsNameTheFile(t *testing.T) {
 	}
 	if err := WriteConfigKeys(path, ConfigKeys{APIKey: "k"}); err == nil || !strings.Contains(err.Error(), "not a mapping") {
 		t.Errorf("error = %v, want 'not a mapping'", err)
+	}
+}
+
+func TestWriteConfigKeysKeepsTheOwner(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Fatal("this test changes file owners and needs root (the test machines run as root)")
+	}
+	path := filepath.Join(t.TempDir(), "local.yaml")
+	if err := os.WriteFile(path, []byte(sampleConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(path, 1000, 1000); err != nil { // Qdrant's unprivileged image runs as 1000
+		t.Fatal(err)
+	}
+	if err := WriteConfigKeys(path, ConfigKeys{APIKey: "k"}); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(path)
+	if sys := st.Sys().(*syscall.Stat_t); sys.Uid != 1000 || sys.Gid != 1000 {
+		t.Errorf("owner %d:%d after the rewrite, want 1000:1000", sys.Uid, sys.Gid)
 	}
 }

@@ -239,9 +239,15 @@ func (e *Engine) Running(ctx context.Context, id string) (bool, error) {
 	return info.State != nil && info.State.Running, nil
 }
 
-// RemoveContainer force-removes a container and its anonymous volumes; a container already gone is not an error.
+// RemoveContainer force-removes a container and its anonymous volumes (the test bed's clean-up); a container
+// already gone is not an error.
 func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
-	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	return e.remove(ctx, id, true)
+}
+
+// remove force-removes a container, with or without its anonymous volumes.
+func (e *Engine) remove(ctx context.Context, id string, volumes bool) error {
+	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: volumes})
 	if err != nil && !client.IsErrNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
@@ -376,6 +382,7 @@ type ContainerInfo struct {
 // MountInfo is one mount of a container.
 type MountInfo struct {
 	Type        string // "bind", "volume", ...
+	Name        string // the volume's name (for volumes)
 	Source      string // path on the host (for binds)
 	Destination string // path in the container
 }
@@ -394,7 +401,7 @@ func (e *Engine) Inspect(ctx context.Context, name string) (ContainerInfo, error
 		ci.Env = append([]string(nil), info.Config.Env...)
 	}
 	for _, m := range info.Mounts {
-		ci.Mounts = append(ci.Mounts, MountInfo{Type: string(m.Type), Source: m.Source, Destination: m.Destination})
+		ci.Mounts = append(ci.Mounts, MountInfo{Type: string(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination})
 	}
 	return ci, nil
 }
@@ -434,6 +441,14 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	img, err := e.cli.ImageInspect(ctx, info.Image)
 	if err != nil {
 		return fmt.Errorf("recreate container %s: inspect image: %w", name, err)
+	}
+	if info.HostConfig != nil && info.HostConfig.AutoRemove {
+		return fmt.Errorf("recreate container %s: it runs with --rm (auto-remove), so stopping it would delete it", name)
+	}
+	// The new container is created from the same image reference; refuse if that reference now names another image
+	// (a re-pulled tag), which would upgrade Qdrant behind the operator's back.
+	if now, err := e.cli.ImageInspect(ctx, info.Config.Image); err != nil || now.ID != info.Image {
+		return fmt.Errorf("recreate container %s: image %s no longer names the image the container runs (%s); recreating would change Qdrant's version", name, info.Config.Image, info.Image)
 	}
 	cfg := *info.Config
 	if img.Config != nil {
@@ -493,34 +508,46 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 		}
 		created <- result{resp.ID, err}
 	}()
+	wasRunning := info.State != nil && info.State.Running
 	var stopErr error
-	if info.State != nil && info.State.Running {
+	if wasRunning {
 		_, stopErr = e.StopContainer(ctx, info.ID, timeout)
 	}
 	res := <-created
-	if res.err != nil || stopErr != nil {
+	// From here on, a failure puts the old container back as it was (renamed back and started again if it ran),
+	// with a context that a stop request does not cut short.
+	bg := context.WithoutCancel(ctx)
+	restore := func(cause error) error {
 		if res.id != "" {
-			_ = e.RemoveContainer(context.WithoutCancel(ctx), res.id)
+			_ = e.remove(bg, res.id, false)
 		}
-		return fmt.Errorf("recreate container %s: %w", name, errors.Join(res.err, stopErr))
+		_ = e.cli.ContainerRename(bg, info.ID, name)
+		if wasRunning {
+			_ = e.StartContainer(bg, info.ID)
+		}
+		return fmt.Errorf("recreate container %s (the old one was put back): %w", name, cause)
 	}
-	if err := e.cli.ContainerRename(ctx, info.ID, name+oldSuffix); err != nil {
-		return fmt.Errorf("recreate container %s: rename the old one: %w", name, err)
+	if res.err != nil || stopErr != nil {
+		return restore(errors.Join(res.err, stopErr))
 	}
-	if err := e.cli.ContainerRename(ctx, res.id, name); err != nil {
-		return fmt.Errorf("recreate container %s: rename the new one: %w", name, err)
+	if err := e.cli.ContainerRename(bg, info.ID, name+oldSuffix); err != nil {
+		return restore(fmt.Errorf("rename the old one: %w", err))
 	}
-	if err := e.StartContainer(ctx, res.id); err != nil {
+	if err := e.cli.ContainerRename(bg, res.id, name); err != nil {
+		return restore(fmt.Errorf("rename the new one: %w", err))
+	}
+	if err := e.StartContainer(bg, res.id); err != nil {
 		return fmt.Errorf("recreate container %s: %w", name, err)
 	}
-	// The old container is removed while the new one boots; a removal that fails or is cut short leaves
-	// NAME-rotator-old behind, which the next RecoverRecreate removes.
+	// The old container is removed while the new one boots, keeping its volumes (named volumes carry over to the
+	// new container; anonymous ones are refused for storage by the node); a removal that fails or is cut short
+	// leaves NAME-rotator-old behind, which the next RecoverRecreate removes.
 	e.removals.Add(1)
 	go func() {
 		defer e.removals.Done()
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		rctx, cancel := context.WithTimeout(bg, 30*time.Second)
 		defer cancel()
-		_ = e.RemoveContainer(rctx, info.ID)
+		_ = e.remove(rctx, info.ID, false)
 	}()
 	return nil
 }
@@ -529,7 +556,7 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 // removed; with NAME missing, NAME-rotator-old is renamed back; with NAME present, NAME-rotator-old goes (a rerun
 // re-applies the wanted settings either way).
 func (e *Engine) RecoverRecreate(ctx context.Context, name string) error {
-	if err := e.RemoveContainer(ctx, name+newSuffix); err != nil {
+	if err := e.remove(ctx, name+newSuffix, false); err != nil {
 		return fmt.Errorf("recover container %s: %w", name, err)
 	}
 	old, err := e.cli.ContainerInspect(ctx, name+oldSuffix)
@@ -547,7 +574,7 @@ func (e *Engine) RecoverRecreate(ctx context.Context, name string) error {
 	} else if err != nil {
 		return fmt.Errorf("recover container %s: %w", name, err)
 	}
-	return e.RemoveContainer(ctx, old.ID)
+	return e.remove(ctx, old.ID, false)
 }
 
 // subtractImageDefaults removes from cfg what it only inherited from the image, so the recreated container keeps

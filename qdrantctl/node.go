@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -125,9 +126,6 @@ func (n *Node) Method() string {
 
 // Keys implements rotation.Node: the slots the container will load at its next start.
 func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
-	if err := n.eng.RecoverRecreate(ctx, n.opt.Container); err != nil {
-		return rotation.Slots{}, err
-	}
 	info, err := n.eng.Inspect(ctx, n.opt.Container)
 	if err != nil {
 		return rotation.Slots{}, err
@@ -151,6 +149,11 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
 	}
 	return toSlots(fileKeys), nil
+}
+
+// Recover implements rotation.Node: it finishes or undoes a container swap a crash interrupted.
+func (n *Node) Recover(ctx context.Context) error {
+	return n.eng.RecoverRecreate(ctx, n.opt.Container)
 }
 
 // Apply implements rotation.Node.
@@ -260,6 +263,9 @@ func (n *Node) hostConfigPath(info ContainerInfo) (string, error) {
 	return "", fmt.Errorf("node %s: config_path %s is not on a bind mount of the container; mount the file or its folder from the host", n.opt.Container, n.opt.ConfigPath)
 }
 
+// anonymousVolume matches the names Docker gives volumes nobody named.
+var anonymousVolume = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
 // storageMounted refuses env mode for a container whose storage lives in its own writable layer: recreating it
 // would lose every point. The storage path is Qdrant's default (/qdrant/storage) unless the environment moves it.
 func storageMounted(info ContainerInfo) error {
@@ -274,6 +280,9 @@ func storageMounted(info ContainerInfo) error {
 	}
 	for _, m := range info.Mounts {
 		if d := strings.TrimSuffix(m.Destination, "/"); path == d || strings.HasPrefix(path, d+"/") {
+			if m.Type == "volume" && anonymousVolume.MatchString(m.Name) {
+				return fmt.Errorf("storage %s is on an anonymous volume, which a recreated container would not get back; give the volume a name or use mode file", path)
+			}
 			return nil
 		}
 	}

@@ -166,13 +166,13 @@ func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) []N
 	return out
 }
 
-// waitSettled waits (up to ReadyTimeout) after a restart until every node reports a settled cluster: /readyz 200,
-// every replica of every collection Active, no shard transfers. Every node is asked, not only the restarted one: the
-// others must have seen its replicas come back before the next node goes down.
-func (r *Rotator) waitSettled(ctx context.Context, after string, key Key) error {
+// waitSettled waits (up to ReadyTimeout) after a restart until each of nodes reports a settled cluster: /readyz 200,
+// every replica of every collection Active, no shard transfers. Between rotation steps every node is asked, not
+// only the restarted one: the others must have seen its replicas come back before the next node goes down.
+func (r *Rotator) waitSettled(ctx context.Context, after string, key Key, nodes ...Node) error {
 	last := ""
 	err := Retry(ctx, r.opt.ReadyTimeout, func() error {
-		for _, m := range r.nodes {
+		for _, m := range nodes {
 			cn, ok := m.(ClusterNode)
 			if !ok {
 				continue

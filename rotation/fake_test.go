@@ -94,8 +94,9 @@ func newFakeNode(name string, s Slots) *fakeNode {
 	return &fakeNode{name: name, configured: s, running: s, up: true}
 }
 
-func (n *fakeNode) Name() string   { return n.name }
-func (n *fakeNode) Method() string { return "fake restart" }
+func (n *fakeNode) Name() string                  { return n.name }
+func (n *fakeNode) Recover(context.Context) error { return nil }
+func (n *fakeNode) Method() string                { return "fake restart" }
 
 func (n *fakeNode) Keys(context.Context) (Slots, error) {
 	n.mu.Lock()

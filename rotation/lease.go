@@ -84,15 +84,16 @@ func (l *lease) journal() Journal {
 // Vault applied but whose answer was lost (the client then retries and meets its own version) is recognised by the
 // write's unique OpID and counts as done.
 func (l *lease) update(ctx context.Context, change func(*Journal)) error {
-	return l.write(ctx, change, true)
+	return l.write(ctx, change, true, newID())
 }
 
 // release clears the owner so the next rotator need not wait for the lease to expire.
 func (l *lease) release(ctx context.Context) error {
-	return l.write(ctx, func(*Journal) {}, false)
+	return l.write(ctx, func(*Journal) {}, false, newID())
 }
 
-func (l *lease) write(ctx context.Context, change func(*Journal), hold bool) error {
+// write applies change and writes the journal under the write id opID (the same id for retries of one change).
+func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opID string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.lost {
@@ -102,7 +103,7 @@ func (l *lease) write(ctx context.Context, change func(*Journal), hold bool) err
 	j.NodesDone = slices.Clone(j.NodesDone)
 	change(&j)
 	now := l.now()
-	j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, newID()
+	j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, opID
 	if !hold {
 		j.Owner, j.LeaseUntil = "", time.Time{}
 	}

@@ -39,8 +39,11 @@ type Node interface {
 	Name() string
 	// Method says how Apply changes the node, for plans ("env: recreate container", "file: rewrite PATH, restart").
 	Method() string
-	// Keys returns the slots the node is configured with (what it loads when it starts).
+	// Keys returns the slots the node is configured with (what it loads when it starts). It changes nothing.
 	Keys(ctx context.Context) (Slots, error)
+	// Recover puts straight what a crash left half-done on the node (e.g. a container swap); the rotator calls it
+	// under the lease before any other step.
+	Recover(ctx context.Context) error
 	// Apply configures the slots and restarts the node; it returns once the node's process has been started again.
 	// Applying what is already configured still restarts.
 	Apply(ctx context.Context, s Slots) error

@@ -156,11 +156,15 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 	if err != nil {
 		return rep, err
 	}
+	// The lease is renewed until Rotate returns, not until a stop is requested: a node step begun before a SIGTERM
+	// finishes under the lease. Losing the lease cancels the rotation at once.
+	renewCtx, stopRenewing := context.WithCancel(context.WithoutCancel(ctx))
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); r.keepRenewed(ctx, l, cancel) }()
+	go func() { defer wg.Done(); r.keepRenewed(renewCtx, l, cancel) }()
 	defer func() {
+		stopRenewing()
 		cancel(nil)
 		wg.Wait()
 		if errors.Is(err, ErrLeaseLost) {
@@ -173,6 +177,12 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 		}
 	}()
 
+	// Put straight what a crash may have left half-done on the nodes (a container swap), under the lease.
+	for _, n := range r.nodes {
+		if err := n.Recover(ctx); err != nil {
+			return rep, err
+		}
+	}
 	j := l.journal()
 	if !j.Phase.Final() {
 		rep.Resumed = true
@@ -533,7 +543,7 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target,
 			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 		}
 		if r.opt.Cluster {
-			if err := r.waitSettled(stepCtx, "node "+n.Name()+" restarted", t.accept[0]); err != nil {
+			if err := r.waitSettled(stepCtx, "node "+n.Name()+" restarted", t.accept[0], r.nodes...); err != nil {
 				return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 			}
 		}
@@ -826,15 +836,23 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 			s.ReadOnlyKey = j.OldReadOnly
 		}
 		return s
-	}, accept: keys(cur.Key, j.OldReadOnly)}
+	}, accept: keys(cur.Key, j.OldReadOnly), refuse: keys(j.PendingKey)}
+	stepCtx := context.WithoutCancel(ctx) // a rollback once begun is finished, whatever a stop request says
 	for _, n := range r.nodes {
-		if err := r.moveNode(ctx, j, n, back, rep); err != nil {
+		before := rep.Restarts
+		if err := r.moveNode(stepCtx, j, n, back, rep); err != nil {
 			return fmt.Errorf("rollback node %s: %w", n.Name(), err)
 		}
+		if r.opt.Cluster && rep.Restarts > before {
+			// Wait for the restarted node itself before the next goes down (other nodes may still be down).
+			if err := r.waitSettled(stepCtx, "node "+n.Name()+" rolled back", cur.Key, n); err != nil {
+				return fmt.Errorf("rollback: %w", err)
+			}
+		}
 	}
-	if r.opt.Cluster && len(r.nodes) > 0 {
-		// Every node is back on the current key; the cluster must settle (replicas Active) before the run ends.
-		if err := r.waitSettled(ctx, "the rollback", cur.Key); err != nil {
+	if r.opt.Cluster {
+		// Every node is back on the current key; the whole cluster must settle before the run ends.
+		if err := r.waitSettled(stepCtx, "the rollback", cur.Key, r.nodes...); err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
 	}
@@ -845,10 +863,13 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 	return nil
 }
 
-// journal writes a journal change, retrying transient store errors.
+// journal writes a journal change, retrying transient store errors. Every attempt carries the same write id, so an
+// attempt that Vault applied but whose answer was lost is recognised by the next one instead of looking like a
+// lost lease.
 func (r *Rotator) journal(ctx context.Context, l *lease, change func(*Journal)) error {
+	opID := newID()
 	return Retry(ctx, r.opt.ReadyTimeout, func() error {
-		err := l.update(ctx, change)
+		err := l.write(ctx, change, true, opID)
 		if errors.Is(err, ErrLeaseLost) {
 			return Permanent(err)
 		}

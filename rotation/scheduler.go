@@ -7,8 +7,9 @@ import (
 
 // RunSchedules starts, for every deployment added with a schedule, a loop that rotates it when due: at its cron
 // times (plus jitter, deferred to the next allowed window), when its key is older than the max age (at the next
-// allowed moment; after a failed run it waits a backoff from 10 minutes doubling to 6 hours), and at once when the
-// journal holds an interrupted rotation whose lease has expired (another daemon died holding it). Starting the
+// allowed moment), and at once when the journal holds an interrupted rotation whose lease has expired (another
+// daemon died holding it). After a failed run here, the max age and the journal wait a backoff from 10 minutes
+// doubling to 6 hours, so a failing node is not restarted every poll. Starting the
 // daemon rotates nothing unless something is due. Each loop looks at Vault every poll interval.
 func (m *Manager) RunSchedules(poll time.Duration) {
 	m.mu.Lock()
@@ -67,7 +68,10 @@ func (m *Manager) due(name string, d *managed, now time.Time, pending bool) stri
 		m.logger.Warn("cannot read the deployment's state; will look again", "deployment", name, "error", err)
 		return ""
 	}
-	if !st.LastPhase.Final() && st.LockedBy == "" {
+	m.mu.Lock()
+	retryAt := d.retryAt // after a failed run here: the backoff before trying again
+	m.mu.Unlock()
+	if !st.LastPhase.Final() && st.LockedBy == "" && !now.Before(retryAt) {
 		return "an interrupted rotation waits in the journal"
 	}
 	if d.schedule == nil || !d.schedule.Allowed(now) {
@@ -76,9 +80,6 @@ func (m *Manager) due(name string, d *managed, now time.Time, pending bool) stri
 	if pending {
 		return "scheduled time"
 	}
-	m.mu.Lock()
-	retryAt := d.retryAt
-	m.mu.Unlock()
 	if age := d.schedule.MaxAge(); age > 0 && st.Version > 0 && now.Sub(st.Since) > age && !now.Before(retryAt) {
 		return "the key is older than its max age"
 	}

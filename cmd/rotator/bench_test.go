@@ -91,6 +91,7 @@ type acceptAll struct{}
 func (acceptAll) Name() string                                 { return "bench-node" }
 func (acceptAll) Method() string                               { return "none" }
 func (acceptAll) Keys(context.Context) (rotation.Slots, error) { return rotation.Slots{}, nil }
+func (acceptAll) Recover(context.Context) error                { return nil }
 func (acceptAll) Apply(context.Context, rotation.Slots) error  { return nil }
 func (acceptAll) Probe(context.Context, rotation.Key) error    { return nil }
 

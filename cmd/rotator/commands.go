@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qdrantrotator/rotator/config"
@@ -78,9 +79,16 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 	}
 	var results []result
 	var errs []error
+	var mu sync.Mutex // emergency rotations report from one goroutine per node
+	// Keep the Vault session alive (renewal, or a new AppRole login) through long grace periods.
+	sessionCtx, endSession := context.WithCancel(ctx)
+	defer endSession()
+	go a.store.KeepLoggedIn(sessionCtx, logger)
 	for _, d := range a.selected {
 		var res result
 		observe := func(e rotation.Event) {
+			mu.Lock()
+			defer mu.Unlock()
 			res.Events = append(res.Events, e)
 			if c.output == "text" {
 				fmt.Fprintf(stdout, "%s  %-11s %-12s %-9s %-14s %s\n", e.Time.UTC().Format("15:04:05.000"), e.Deployment, e.Phase, e.Step, e.Node, withFP(e.Message, e.Fingerprint))
