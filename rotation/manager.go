@@ -173,9 +173,14 @@ func (m *Manager) Start(deployment string, t Trigger) (string, error) {
 	d.running = run.ID
 	m.runs[run.ID] = run
 	m.order = append(m.order, run.ID)
-	if len(m.order) > maxRuns {
-		delete(m.runs, m.order[0])
-		m.order = m.order[1:]
+	// Forget the oldest finished runs beyond maxRuns (a running one is kept: its id is what a 409 names).
+	for i := 0; len(m.order) > maxRuns && i < len(m.order); {
+		if old := m.runs[m.order[i]]; old != nil && old.State == RunRunning {
+			i++
+			continue
+		}
+		delete(m.runs, m.order[i])
+		m.order = append(m.order[:i], m.order[i+1:]...)
 	}
 	m.wg.Add(1)
 	go m.execute(d, run, t)
