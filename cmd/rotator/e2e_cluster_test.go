@@ -87,7 +87,8 @@ func (f *fixture) setupCollection(rf int) {
 	f.waitActive(f.k1, 30*time.Second)
 }
 
-// waitActive waits until every peer answers /readyz 200 and sees every replica of c Active with no transfers.
+// waitActive waits until every peer answers /readyz 200 and sees every replica of c Active with no transfers (the
+// settle condition of Qdrant's rolling-restart procedure, the same the rotator waits for).
 func (f *fixture) waitActive(key rotation.Key, bound time.Duration) {
 	f.t.Helper()
 	deadline := time.Now().Add(bound)
@@ -103,7 +104,7 @@ func (f *fixture) waitActive(key rotation.Key, bound time.Duration) {
 	}
 }
 
-// replicaStates returns "" when every peer sees every replica of c Active, else what it saw.
+// replicaStates returns "" when every peer answers /readyz 200 and sees every replica of c Active, else what it saw.
 func (f *fixture) replicaStates(key rotation.Key) string {
 	var bad []string
 	for _, name := range f.names {
@@ -111,6 +112,15 @@ func (f *fixture) replicaStates(key rotation.Key) string {
 		if err != nil {
 			bad = append(bad, name+": "+err.Error())
 			continue
+		}
+		if resp, err := f.client.Get(u + "/readyz"); err != nil || resp.StatusCode != http.StatusOK {
+			if err == nil {
+				resp.Body.Close()
+			}
+			bad = append(bad, name+" not ready")
+			continue
+		} else {
+			resp.Body.Close()
 		}
 		req, _ := http.NewRequest(http.MethodGet, u+"/collections/c/cluster", nil)
 		req.Header.Set("api-key", key.Reveal())

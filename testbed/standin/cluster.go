@@ -574,18 +574,7 @@ func (n *clusterNode) heartbeatRound() {
 	if st == nil {
 		return
 	}
-	var wg sync.WaitGroup
-	for id, uri := range st.Peers {
-		if id == n.id {
-			continue
-		}
-		wg.Add(1)
-		go func(id uint64, uri string) {
-			defer wg.Done()
-			n.sendHeartbeat(id, uri, st)
-		}(id, uri)
-	}
-	wg.Wait()
+	n.broadcast(st)
 }
 
 func (n *clusterNode) sendHeartbeat(id uint64, uri string, st *clusterState) {
