@@ -72,7 +72,7 @@ func (b *bed) clusterRotator(c *fakeCluster, opts ...func(*Options)) *Rotator {
 	for i, p := range c.peers {
 		nodes[i] = p
 	}
-	o := Options{Deployment: "prod", Cluster: true, InternalAuth: c.internalAuth, LeaseTTL: 3600e9, ReadyTimeout: 1e9, Fingerprints: fp, Now: b.clock.Now}
+	o := Options{Deployment: "prod", Cluster: true, InternalAuth: c.internalAuth, LeaseTTL: 3600e9, ReadyTimeout: 1e9, Fingerprints: fp, Clock: b.clock}
 	for _, f := range opts {
 		f(&o)
 	}

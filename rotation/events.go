@@ -15,7 +15,7 @@ type Event struct {
 }
 
 func (r *Rotator) emit(e Event) {
-	e.Time, e.Deployment = r.opt.Now(), r.opt.Deployment
+	e.Time, e.Deployment = r.now(), r.opt.Deployment
 	r.opt.Logger.Debug(e.Message, "deployment", e.Deployment, "rotation_id", e.RotationID, "phase", string(e.Phase), "step", e.Step, "node", e.Node, "fingerprint", e.Fingerprint)
 	if r.opt.Observe != nil {
 		r.opt.Observe(e)

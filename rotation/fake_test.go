@@ -18,6 +18,8 @@ type memStore struct {
 	jversion map[string]int
 	// onPublish, when set, sees every published record.
 	onPublish func(Slot, KeyRecord)
+	// sinceSkew shifts the time stored with each published record (a writer whose clock disagrees with ours).
+	sinceSkew time.Duration
 }
 
 func newMemStore() *memStore {
@@ -43,6 +45,7 @@ func (m *memStore) Publish(_ context.Context, dep string, slot Slot, rec KeyReco
 		return 0, ErrConflict
 	}
 	rec.Version = cas + 1
+	rec.Since = rec.Since.Add(m.sinceSkew)
 	m.versions[dep] = append(m.versions[dep], rec)
 	if m.onPublish != nil {
 		m.onPublish(slot, rec)

@@ -215,7 +215,7 @@ func (r *Rotator) Status(ctx context.Context) (Status, error) {
 	switch {
 	case err == nil:
 		s.Fingerprint, s.Version, s.Since, s.RotationID = r.fp(cur.Key), cur.Version, cur.Since, cur.RotationID
-		s.AgeSeconds = int64(r.opt.Now().Sub(cur.Since).Seconds())
+		s.AgeSeconds = int64(r.now().Sub(cur.Since).Seconds())
 	case !errors.Is(err, ErrNotFound):
 		return s, err
 	}
@@ -231,7 +231,7 @@ func (r *Rotator) Status(ctx context.Context) (Status, error) {
 		return s, err
 	}
 	s.LastPhase, s.LastID, s.LastError, s.LastUpdate = j.Phase, j.RotationID, j.Error, j.UpdatedAt
-	if j.Owner != "" && r.opt.Now().Before(j.LeaseUntil) {
+	if j.Owner != "" && r.now().Before(j.LeaseUntil) {
 		s.LockedBy, s.LockedUntil = j.Owner, j.LeaseUntil
 	}
 	return s, nil

@@ -87,15 +87,24 @@ type managed struct {
 	failures int
 	retryAt  time.Time
 	nextRun  time.Time
+	// maxAgeAt is when (on the deployment's clock) the scheduler last started a run because the key was older than
+	// its max age; fresh is the key version the last completed run here made current, and freshAt when. Together
+	// they keep a skew between the time Vault stores and our clock from rotating in a loop.
+	maxAgeAt time.Time
+	fresh    int
+	freshAt  time.Time
 }
+
+func (d *managed) now() time.Time { return d.rot.opt.Clock.Now() }
 
 // Manager runs rotations of several deployments: at most one at a time per deployment (a single-flight lock held
 // here and released with defer, shared by the scheduler and the API), each in a goroutine it owns.
+// Every time it keeps comes from the deployment's own clock (its Rotator's Options.Clock).
 type Manager struct {
 	logger *slog.Logger
 	hooks  Hooks
-	now    func() time.Time
 	ctx    context.Context // runs and loops stop when it ends
+	poll   time.Duration   // the schedules' poll interval (RunSchedules)
 
 	mu    sync.Mutex
 	deps  map[string]*managed
@@ -112,7 +121,7 @@ func NewManager(ctx context.Context, logger *slog.Logger, hooks Hooks) *Manager 
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Manager{logger: logger, hooks: hooks, now: time.Now, ctx: ctx, deps: map[string]*managed{}, runs: map[string]*Run{}}
+	return &Manager{logger: logger, hooks: hooks, ctx: ctx, deps: map[string]*managed{}, runs: map[string]*Run{}}
 }
 
 // Observer returns the function a deployment's Rotator must report its events to (Options.Observe).
@@ -168,8 +177,9 @@ func (m *Manager) Start(deployment string, t Trigger) (string, error) {
 	if m.ctx.Err() != nil {
 		return "", fmt.Errorf("deployment %s: the daemon is stopping", deployment)
 	}
-	run := &Run{ID: "run-" + m.now().UTC().Format("20060102T150405") + "-" + newID()[:8], Deployment: deployment, Actor: t.Actor,
-		Emergency: t.Emergency, DryRun: t.DryRun, State: RunRunning, Nodes: map[string]NodeProgress{}, Started: m.now()}
+	now := d.now()
+	run := &Run{ID: "run-" + now.UTC().Format("20060102T150405") + "-" + newID()[:8], Deployment: deployment, Actor: t.Actor,
+		Emergency: t.Emergency, DryRun: t.DryRun, State: RunRunning, Nodes: map[string]NodeProgress{}, Started: now}
 	d.running = run.ID
 	m.runs[run.ID] = run
 	m.order = append(m.order, run.ID)
@@ -196,7 +206,7 @@ func (m *Manager) execute(d *managed, run *Run, t Trigger) {
 	defer func() {
 		m.mu.Lock()
 		d.running = ""
-		run.Finished = m.now()
+		run.Finished = d.now()
 		run.Seconds = run.Finished.Sub(run.Started).Seconds()
 		switch {
 		case t.DryRun && err == nil:
@@ -220,9 +230,10 @@ func (m *Manager) execute(d *managed, run *Run, t Trigger) {
 			d.last = run
 			if run.State == RunCompleted {
 				d.failures, d.retryAt = 0, time.Time{}
+				d.fresh, d.freshAt = rep.NewVersion, run.Finished
 			} else {
 				d.failures++
-				d.retryAt = m.now().Add(min(time.Duration(1<<min(d.failures-1, 6))*10*time.Minute, 6*time.Hour))
+				d.retryAt = d.now().Add(min(time.Duration(1<<min(d.failures-1, 6))*10*time.Minute, 6*time.Hour))
 			}
 		}
 		snapshot := run.copy()

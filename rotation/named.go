@@ -74,7 +74,7 @@ const remintWorkers = 16
 // otherwise. It first proves on every node that a JWT signed with signing is accepted. Keys this rotation already
 // published (a rerun after a crash) are left alone. It returns how many it published.
 func (r *Rotator) RemintKeys(ctx context.Context, signing Key, rotationID string) (int, error) {
-	now := r.opt.Now()
+	now := r.now()
 	for _, k := range r.opt.Keys {
 		if k.Full {
 			continue

@@ -51,8 +51,8 @@ type Options struct {
 	Observe func(Event)
 	// Checkpoint is called at each phase boundary after the journal is written (optional; a test hook).
 	Checkpoint func(point string)
-	// Now is the clock (default time.Now).
-	Now func() time.Time
+	// Clock is the time source (default SystemClock).
+	Clock Clock
 }
 
 var deploymentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -104,8 +104,8 @@ func New(store Store, nodes []Node, opt Options) (*Rotator, error) {
 	if opt.Logger == nil {
 		opt.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opt.Now == nil {
-		opt.Now = time.Now
+	if opt.Clock == nil {
+		opt.Clock = SystemClock{}
 	}
 	if opt.Fingerprints.secret == nil {
 		return nil, errors.New("rotator: no fingerprinter")
@@ -132,27 +132,29 @@ const (
 
 // Report sums up a rotation. It holds fingerprints, never keys.
 type Report struct {
-	Deployment     string    `json:"deployment"`
-	RotationID     string    `json:"rotation_id"`
-	Kind           Kind      `json:"kind"`
-	Outcome        Outcome   `json:"outcome"`
-	Resumed        bool      `json:"resumed"`
-	Adopted        bool      `json:"adopted,omitempty"`
-	Phase          Phase     `json:"phase"`
-	OldFingerprint string    `json:"old_fingerprint"`
-	NewFingerprint string    `json:"new_fingerprint"`
-	Nodes          []string  `json:"nodes"`
-	Restarts       int       `json:"restarts"`
-	Started        time.Time `json:"started"`
-	Finished       time.Time `json:"finished"`
-	Error          string    `json:"error,omitempty"`
+	Deployment     string   `json:"deployment"`
+	RotationID     string   `json:"rotation_id"`
+	Kind           Kind     `json:"kind"`
+	Outcome        Outcome  `json:"outcome"`
+	Resumed        bool     `json:"resumed"`
+	Adopted        bool     `json:"adopted,omitempty"`
+	Phase          Phase    `json:"phase"`
+	OldFingerprint string   `json:"old_fingerprint"`
+	NewFingerprint string   `json:"new_fingerprint"`
+	Nodes          []string `json:"nodes"`
+	Restarts       int      `json:"restarts"`
+	// NewVersion is the consumer record's version that holds the new key (once published).
+	NewVersion int       `json:"new_version,omitempty"`
+	Started    time.Time `json:"started"`
+	Finished   time.Time `json:"finished"`
+	Error      string    `json:"error,omitempty"`
 }
 
 // Rotate runs one rotation of the deployment's admin key, or first finishes (or rolls back) one that an earlier run
 // left in the journal. It holds the deployment's lease throughout.
 func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err error) {
-	rep = Report{Deployment: r.opt.Deployment, Started: r.opt.Now()}
-	l, err := acquire(ctx, r.store, r.opt.Deployment, r.opt.Owner, r.opt.LeaseTTL, r.opt.Now)
+	rep = Report{Deployment: r.opt.Deployment, Started: r.now()}
+	l, err := acquire(ctx, r.store, r.opt.Deployment, r.opt.Owner, r.opt.LeaseTTL, r.opt.Clock.Now)
 	if err != nil {
 		return rep, err
 	}
@@ -188,7 +190,7 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 		rep.Resumed = true
 		r.opt.Logger.Info("resuming an interrupted rotation", "deployment", r.opt.Deployment, "rotation_id", j.RotationID, "phase", string(j.Phase))
 	} else if err := r.begin(ctx, l, req, &rep); err != nil {
-		rep.Outcome, rep.Error, rep.Finished = OutcomeFailed, err.Error(), r.opt.Now()
+		rep.Outcome, rep.Error, rep.Finished = OutcomeFailed, err.Error(), r.now()
 		return rep, err
 	}
 	err = r.drive(ctx, l, &rep)
@@ -201,10 +203,10 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 	for _, n := range r.nodes {
 		rep.Nodes = append(rep.Nodes, n.Name())
 	}
-	rep.Finished = r.opt.Now()
+	rep.Finished = r.now()
 	switch {
 	case err == nil && j.Phase == PhaseDone:
-		rep.Outcome = OutcomeCompleted
+		rep.Outcome, rep.NewVersion = OutcomeCompleted, j.BaseVersion+1 // published with check-and-set on BaseVersion
 	case j.Phase == PhaseRolledBack:
 		rep.Outcome, rep.Error = OutcomeRolledBack, j.Error
 		if err == nil {
@@ -289,7 +291,7 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 	if req.Emergency {
 		kind, phase = KindEmergency, PhaseCutting
 	}
-	now := r.opt.Now()
+	now := r.now()
 	err = r.journal(ctx, l, func(j *Journal) {
 		*j = Journal{
 			RotationID: now.UTC().Format("20060102T150405Z") + "-" + newID()[:6], Kind: kind, Phase: phase,
@@ -327,7 +329,7 @@ func (r *Rotator) adopt(ctx context.Context) (KeyRecord, error) {
 	if err := r.checkAll(ctx, key); err != nil {
 		return KeyRecord{}, fmt.Errorf("adopt: %w", err)
 	}
-	rec := KeyRecord{Key: key, Fingerprint: r.fp(key), Since: r.opt.Now(), RotationID: "adopted"}
+	rec := KeyRecord{Key: key, Fingerprint: r.fp(key), Since: r.now(), RotationID: "adopted"}
 	v, err := r.store.Publish(ctx, r.opt.Deployment, SlotAdmin, rec, 0)
 	if err != nil {
 		return KeyRecord{}, fmt.Errorf("adopt: %w", err)
@@ -358,7 +360,7 @@ func (r *Rotator) readOnlyCurrent(ctx context.Context) (KeyRecord, error) {
 	if key.IsZero() {
 		return KeyRecord{}, nil
 	}
-	rec := KeyRecord{Key: key, Kind: CredentialKey, Fingerprint: r.fp(key), Since: r.opt.Now(), RotationID: "adopted"}
+	rec := KeyRecord{Key: key, Kind: CredentialKey, Fingerprint: r.fp(key), Since: r.now(), RotationID: "adopted"}
 	if rec.Version, err = r.store.Publish(ctx, r.opt.Deployment, SlotReadOnly, rec, 0); err != nil {
 		return KeyRecord{}, fmt.Errorf("read-only key: %w", err)
 	}
@@ -657,7 +659,7 @@ func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 // publish makes the new key current for consumers (a new version; the old one stays readable as the previous).
 func (r *Rotator) publish(ctx context.Context, l *lease) error {
 	j := l.journal()
-	rec := KeyRecord{Key: j.PendingKey, Fingerprint: r.fp(j.PendingKey), Since: r.opt.Now(), RotationID: j.RotationID}
+	rec := KeyRecord{Key: j.PendingKey, Fingerprint: r.fp(j.PendingKey), Since: r.now(), RotationID: j.RotationID}
 	_, err := r.store.Publish(ctx, r.opt.Deployment, SlotAdmin, rec, j.BaseVersion)
 	if errors.Is(err, ErrConflict) {
 		// Published already (a run that crashed after publishing, or a lost answer), or changed by someone else.
@@ -690,7 +692,7 @@ func (r *Rotator) publish(ctx context.Context, l *lease) error {
 		r.emitJ(j, Event{Step: "published", Message: fmt.Sprintf("%d named keys minted for the new key and published (%d of %d this run)", len(r.opt.Keys), n, len(r.opt.Keys))})
 		r.checkpoint("keys published")
 	}
-	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.PublishedAt = next, r.opt.Now() }); err != nil {
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.PublishedAt = next, r.now() }); err != nil {
 		return err
 	}
 	r.checkpoint("published")
@@ -707,7 +709,7 @@ const bridgeLifetime = 7 * 24 * time.Hour
 func (r *Rotator) publishBridge(ctx context.Context, l *lease) error {
 	j := l.journal()
 	if j.Bridge.IsZero() {
-		bridge, err := signToken(j.PendingKey, "r", r.opt.Now().Add(max(bridgeLifetime, 10*r.opt.Grace)))
+		bridge, err := signToken(j.PendingKey, "r", r.now().Add(max(bridgeLifetime, 10*r.opt.Grace)))
 		if err != nil {
 			return err
 		}
@@ -719,7 +721,7 @@ func (r *Rotator) publishBridge(ctx context.Context, l *lease) error {
 	if err := r.checkAll(ctx, j.Bridge); err != nil {
 		return fmt.Errorf("read JWT: %w", err)
 	}
-	rec := KeyRecord{Key: j.Bridge, Kind: CredentialJWT, Fingerprint: r.fp(j.Bridge), Since: r.opt.Now(), RotationID: j.RotationID}
+	rec := KeyRecord{Key: j.Bridge, Kind: CredentialJWT, Fingerprint: r.fp(j.Bridge), Since: r.now(), RotationID: j.RotationID}
 	if _, err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
 		return fmt.Errorf("publish read JWT: %w", err)
 	}
@@ -747,13 +749,13 @@ func (r *Rotator) publishOnce(ctx context.Context, slot Slot, rec KeyRecord, cas
 // grace waits until consumers have had Grace to move to the new key (counted from publication, across restarts).
 func (r *Rotator) grace(ctx context.Context, l *lease) error {
 	j := l.journal()
-	wait := j.PublishedAt.Add(r.opt.Grace).Sub(r.opt.Now())
+	wait := j.PublishedAt.Add(r.opt.Grace).Sub(r.now())
 	if wait > 0 {
 		r.emitJ(j, Event{Step: "grace", Message: fmt.Sprintf("waiting %s for consumers to move to the new key", wait.Round(time.Millisecond))})
 		select {
 		case <-ctx.Done():
 			return context.Cause(ctx)
-		case <-time.After(wait):
+		case <-r.opt.Clock.After(wait):
 		}
 	}
 	next := PhasePromoting
@@ -794,20 +796,20 @@ func (r *Rotator) unpromote(ctx context.Context, l *lease, rep *Report, cause er
 func (r *Rotator) retire(ctx context.Context, l *lease) error {
 	j := l.journal()
 	if r.opt.ReadOnly && !j.PendingReadOnly.IsZero() {
-		rec := KeyRecord{Key: j.PendingReadOnly, Kind: CredentialKey, Fingerprint: r.fp(j.PendingReadOnly), Since: r.opt.Now(), RotationID: j.RotationID}
+		rec := KeyRecord{Key: j.PendingReadOnly, Kind: CredentialKey, Fingerprint: r.fp(j.PendingReadOnly), Since: r.now(), RotationID: j.RotationID}
 		if _, err := r.publishOnce(ctx, SlotReadOnly, rec, j.ReadOnlyBase); err != nil {
 			return fmt.Errorf("publish read-only key: %w", err)
 		}
 		r.emitJ(j, Event{Step: "published", Fingerprint: rec.Fingerprint, Message: "new read-only key is current for read-only consumers"})
 		r.checkpoint("read-only published")
 		if j.ReadOnlyBase > 0 {
-			if err := r.store.Retire(ctx, r.opt.Deployment, SlotReadOnly, j.ReadOnlyBase, r.opt.Now()); err != nil {
+			if err := r.store.Retire(ctx, r.opt.Deployment, SlotReadOnly, j.ReadOnlyBase, r.now()); err != nil {
 				return fmt.Errorf("retire: %w", err)
 			}
 		}
 	}
 	if j.BaseVersion > 0 {
-		if err := r.store.Retire(ctx, r.opt.Deployment, SlotAdmin, j.BaseVersion, r.opt.Now()); err != nil {
+		if err := r.store.Retire(ctx, r.opt.Deployment, SlotAdmin, j.BaseVersion, r.now()); err != nil {
 			return fmt.Errorf("retire: %w", err)
 		}
 	}
@@ -876,6 +878,8 @@ func (r *Rotator) journal(ctx context.Context, l *lease, change func(*Journal)) 
 		return err
 	})
 }
+
+func (r *Rotator) now() time.Time { return r.opt.Clock.Now() }
 
 func (r *Rotator) fp(k Key) string { return r.opt.Fingerprints.Of(k) }
 

@@ -15,12 +15,19 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// clock is the tests' Clock: its time moves only with Add. After fires after a short real pause (so loops that
+// wait on it, like the scheduler's poll, keep turning) without moving the time.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
 }
 
 func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) After(time.Duration) <-chan time.Time {
+	ch := make(chan time.Time, 1)
+	go func() { time.Sleep(time.Millisecond); ch <- c.Now() }()
+	return ch
+}
 func (c *clock) Add(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -42,7 +49,7 @@ type bed struct {
 
 func newBed(t *testing.T, n int) *bed {
 	t.Helper()
-	b := &bed{t: t, store: newMemStore(), clock: &clock{t: time.Date(2026, 11, 26, 3, 0, 0, 0, time.UTC)}}
+	b := &bed{t: t, store: newMemStore(), clock: &clock{t: testEpoch(t)}}
 	k1, err := NewKey()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +90,7 @@ func (b *bed) rotator(opts ...func(*Options)) *Rotator {
 	b.t.Helper()
 	fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
 	o := Options{
-		Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now,
+		Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Clock: b.clock,
 		Logger:  slog.New(slog.NewJSONHandler(&b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Observe: func(e Event) { b.mu.Lock(); b.events = append(b.events, e); b.mu.Unlock() },
 	}
@@ -413,7 +420,7 @@ func crashAndResume(t *testing.T, point string, readOnly bool) {
 	run := func(hook func(string)) (rep Report, err error, crashed bool) {
 		nodes := []Node{b.nodes[0], b.nodes[1]}
 		fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
-		r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Now: b.clock.Now, Checkpoint: hook, ReadOnly: readOnly, Keys: namedKeys(readOnly)})
+		r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Clock: b.clock, Checkpoint: hook, ReadOnly: readOnly, Keys: namedKeys(readOnly)})
 		if nerr != nil {
 			t.Fatal(nerr)
 		}

@@ -3,7 +3,9 @@ package rotation
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -132,4 +134,70 @@ func waitRun(t *testing.T, m *Manager, id string, want RunState) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Fatalf("run %s did not end", id)
+}
+
+// A clock skew between the time Vault stores and ours must not make the max age rotate in a loop.
+func TestScheduleMaxAgeIgnoresClockSkew(t *testing.T) {
+	b := newBed(t, 2)
+	b.store.sinceSkew = -72 * time.Hour // whoever wrote the record had a clock three days behind ours
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := NewManager(ctx, nil, Hooks{})
+	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(b.rotator(func(o *Options) { o.Observe = m.Observer("prod") }), &s)
+	m.RunSchedules(5 * time.Millisecond)
+	waitFor(t, func() bool { return b.current().Version >= 2 })
+	time.Sleep(200 * time.Millisecond) // many more polls: none may rotate again
+	if v := b.current().Version; v != 2 {
+		t.Errorf("version %d, want exactly one rotation (2)", v)
+	}
+	cancel()
+	m.Wait()
+}
+
+// A max-age run that cannot act (another rotator holds the lease) is not started again within one poll interval
+// plus the ready timeout, so a skewed clock elsewhere cannot make this daemon retry in a loop.
+func TestScheduleMaxAgeRunsAtMostOncePerPollAndReadyTimeout(t *testing.T) {
+	b := newBed(t, 2)
+	b.clock.Add(2 * time.Hour)
+	if _, err := b.store.WriteJournal(context.Background(), "prod", Journal{Phase: PhaseDone, Owner: "other-daemon", LeaseUntil: b.clock.Now().Add(24 * time.Hour)}, 0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	var runs []RunState
+	m := NewManager(ctx, nil, Hooks{Finished: func(r Run) { mu.Lock(); runs = append(runs, r.State); mu.Unlock() }})
+	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Add(b.rotator(func(o *Options) { o.Observe = m.Observer("prod") }), &s)
+	m.RunSchedules(5 * time.Millisecond)
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) > 0 })
+	time.Sleep(200 * time.Millisecond) // many more polls, on a clock that has not moved
+	mu.Lock()
+	got := slices.Clone(runs)
+	mu.Unlock()
+	if len(got) != 1 || got[0] != RunLocked {
+		t.Fatalf("runs %v, want exactly one (locked)", got)
+	}
+	b.clock.Add(5*time.Millisecond + time.Second) // one poll interval plus the ready timeout later: may try again
+	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) > 1 })
+	cancel()
+	m.Wait()
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -14,6 +14,7 @@ import (
 func (m *Manager) RunSchedules(poll time.Duration) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.poll = poll
 	for name, d := range m.deps {
 		m.wg.Add(1)
 		go m.scheduleLoop(name, d, poll)
@@ -24,7 +25,7 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 	defer m.wg.Done()
 	var next time.Time
 	if d.schedule != nil {
-		next = d.schedule.NextCron(m.now())
+		next = d.schedule.NextCron(d.now())
 	}
 	pending := false // a cron time passed outside the allowed windows
 	for {
@@ -33,14 +34,14 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 		m.mu.Unlock()
 		wait := poll
 		if !next.IsZero() {
-			wait = min(wait, max(time.Until(next), 0))
+			wait = min(wait, max(next.Sub(d.now()), 0))
 		}
 		select {
 		case <-m.ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-d.rot.opt.Clock.After(wait):
 		}
-		now := m.now()
+		now := d.now()
 		if !next.IsZero() && !now.Before(next) {
 			pending, next = true, d.schedule.NextCron(now)
 		}
@@ -49,6 +50,11 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 			continue
 		}
 		id, err := m.Start(name, Trigger{Actor: "schedule"})
+		if err == nil && reason == reasonMaxAge {
+			m.mu.Lock()
+			d.maxAgeAt = now
+			m.mu.Unlock()
+		}
 		switch {
 		case err == nil:
 			m.logger.Info("scheduled rotation started", "deployment", name, "run_id", id, "reason", reason)
@@ -70,6 +76,7 @@ func (m *Manager) due(name string, d *managed, now time.Time, pending bool) stri
 	}
 	m.mu.Lock()
 	retryAt := d.retryAt // after a failed run here: the backoff before trying again
+	maxAgeAt, fresh, freshAt := d.maxAgeAt, d.fresh, d.freshAt
 	m.mu.Unlock()
 	if !st.LastPhase.Final() && st.LockedBy == "" && !now.Before(retryAt) {
 		return "an interrupted rotation waits in the journal"
@@ -80,8 +87,23 @@ func (m *Manager) due(name string, d *managed, now time.Time, pending bool) stri
 	if pending {
 		return "scheduled time"
 	}
-	if age := d.schedule.MaxAge(); age > 0 && st.Version > 0 && now.Sub(st.Since) > age && !now.Before(retryAt) {
-		return "the key is older than its max age"
+	maxAge := d.schedule.MaxAge()
+	if maxAge <= 0 || st.Version == 0 || now.Before(retryAt) {
+		return ""
 	}
-	return ""
+	since := st.Since
+	if st.Version == fresh && freshAt.After(since) {
+		since = freshAt // a run here made this version current: our own clock says when, whatever Vault stored
+	}
+	if now.Sub(since) <= maxAge {
+		return ""
+	}
+	// Never twice within one poll interval plus the time a run may take: a skewed clock cannot make a loop.
+	if !maxAgeAt.IsZero() && now.Sub(maxAgeAt) < m.poll+d.rot.opt.ReadyTimeout {
+		m.logger.Warn("the key still looks older than its max age right after a max-age rotation; the clocks of Vault's writers and this daemon may disagree", "deployment", name)
+		return ""
+	}
+	return reasonMaxAge
 }
+
+const reasonMaxAge = "the key is older than its max age"
