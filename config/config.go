@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -204,13 +206,17 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // Std returns the time.Duration.
 func (d Duration) Std() time.Duration { return time.Duration(d) }
 
-// Load reads, parses and validates a config file; relative paths in it resolve against its folder.
+// Load reads, parses and validates a config file; relative paths in it resolve against its folder. It is the one
+// validation path: `rotator check`, `rotator daemon` and `rotator rotate` all accept or refuse a file through it.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	c, err := Parse(data)
+	c, err := parse(data)
+	if errors.Is(err, errEmpty) {
+		return nil, fmt.Errorf("config file %s is empty", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -219,15 +225,35 @@ func Load(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.resolvePaths(dir)
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
 	return c, nil
 }
 
-// Parse parses and validates config YAML: defaults first, then the file, strictly.
+// Parse parses and validates config YAML (relative paths stay relative to the working directory).
 func Parse(data []byte) (*Config, error) {
+	c, err := parse(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var errEmpty = errors.New("the config is empty")
+
+// parse applies the defaults, then the file, strictly.
+func parse(data []byte) (*Config, error) {
 	c := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errEmpty
+		}
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	if c.Daemon.Listen == "" {
@@ -255,9 +281,6 @@ func Parse(data []byte) (*Config, error) {
 			d.KeyTTL = Duration(720 * time.Hour)
 		}
 	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return c, nil
 }
 
@@ -273,13 +296,19 @@ var (
 	collectionName = regexp.MustCompile(`^[^/\\\x00-\x1f*?<>|:"]{1,255}$`)
 	vaultPath      = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
 	labelSelector  = regexp.MustCompile(`^[^=\s]+(=[^\s]*)?$`)
+	envName        = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
-// Validate checks every field and names the first one that is wrong.
+// Validate checks every field and names each one that is wrong: everything `rotator daemon` and `rotator rotate`
+// check at start-up without contacting Vault or Docker, including the content of the files the daemon needs from
+// its first moment (webhook secrets, TLS certificates and keys, CA bundles).
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if a := c.Vault.Address; a != "" && !isHTTPURL(a) {
+		bad("vault.address", "%q: want an http:// or https:// URL", a)
 	}
 	if !vaultPath.MatchString(c.Vault.Mount) {
 		bad("vault.mount", "%q is not a mount path", c.Vault.Mount)
@@ -318,8 +347,15 @@ func (c *Config) Validate() error {
 	if c.Daemon.PollInterval.Std() < 100*time.Millisecond {
 		bad("daemon.poll_interval", "%s is shorter than 100ms", c.Daemon.PollInterval.Std())
 	}
-	if t := c.Daemon.TLS; t != nil && (t.CertFile == "" || t.KeyFile == "") {
-		bad("daemon.tls", "cert_file and key_file are both required")
+	if _, port, err := net.SplitHostPort(c.Daemon.Listen); err != nil || port == "" {
+		bad("daemon.listen", "%q: want host:port (like 127.0.0.1:8080)", c.Daemon.Listen)
+	}
+	if t := c.Daemon.TLS; t != nil {
+		if t.CertFile == "" || t.KeyFile == "" {
+			bad("daemon.tls", "cert_file and key_file are both required")
+		} else if err := checkKeyPair(t.CertFile, t.KeyFile); err != nil {
+			bad("daemon.tls", "%v", err)
+		}
 	}
 	tokenNames := map[string]bool{}
 	for i, tok := range c.Daemon.Tokens {
@@ -340,14 +376,23 @@ func (c *Config) Validate() error {
 		if n != 1 {
 			bad(f, "set exactly one of file, env and vault (a token is never written inline)")
 		}
+		if tok.Env != "" && !envName.MatchString(tok.Env) {
+			bad(f+".env", "%q is not an environment variable name", tok.Env)
+		}
+		if tok.Vault != "" && !vaultPath.MatchString(tok.Vault) {
+			bad(f+".vault", "%q is not a path under the Vault prefix (letters, digits, _ . - separated by /)", tok.Vault)
+		}
 	}
 	for i, w := range c.Daemon.Webhooks {
 		f := fmt.Sprintf("daemon.webhooks[%d]", i)
-		if !strings.HasPrefix(w.URL, "http://") && !strings.HasPrefix(w.URL, "https://") {
-			bad(f+".url", "%q: want an http:// or https:// URL", w.URL)
+		if !isHTTPURL(w.URL) {
+			// Not quoted: webhook URLs often carry a secret in their path.
+			bad(f+".url", "want an http:// or https:// URL with a host")
 		}
 		if w.SecretFile == "" {
 			bad(f+".secret_file", "is required: events are signed")
+		} else if err := checkSecretFile(w.SecretFile); err != nil {
+			bad(f+".secret_file", "%v", err)
 		}
 	}
 	seen := map[string]bool{}
@@ -388,8 +433,9 @@ func (c *Config) Validate() error {
 			}
 			names[n] = true
 		}
-		for n, u := range d.URLs {
-			if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		for _, n := range sortedKeys(d.URLs) {
+			u := d.URLs[n]
+			if !isHTTPURL(u) {
 				bad(f+".urls."+n, "%q: want an http:// or https:// URL", u)
 			}
 			if len(d.Containers) > 0 && !names[n] {
@@ -399,28 +445,11 @@ func (c *Config) Validate() error {
 		if d.Grace.Std() < 0 {
 			bad(f+".grace", "%s is negative", d.Grace.Std())
 		}
-		if d.ReadyTimeout.Std() <= 0 {
-			bad(f+".ready_timeout", "must be positive")
-		}
-		if d.StopTimeout.Std() <= 0 {
-			bad(f+".stop_timeout", "must be positive")
-		}
-		if n := len(strings.Fields(d.Schedule)); d.Schedule != "" && n != 5 && !strings.HasPrefix(d.Schedule, "@") {
-			bad(f+".schedule", "%q has %d fields: use standard 5-field cron (minute hour day-of-month month day-of-week); a seconds field is not accepted", d.Schedule, n)
-		}
-		if d.TimeZone != "" {
-			if _, err := time.LoadLocation(d.TimeZone); err != nil {
-				bad(f+".timezone", "%q is not a time zone", d.TimeZone)
-			}
-		}
-		if d.Jitter < 0 || d.MaxAge < 0 {
-			bad(f, "jitter and max_age must not be negative")
-		}
-		for j, w := range d.Windows {
-			if _, _, err := w.Parse(); err != nil {
-				bad(fmt.Sprintf("%s.windows[%d]", f, j), "%v", err)
-			}
-		}
+		checkBounds(bad, f+".ready_timeout", d.ReadyTimeout.Std(), minReadyTimeout, maxReadyTimeout,
+			"a node gets this long to come back and pass its checks")
+		checkBounds(bad, f+".stop_timeout", d.StopTimeout.Std(), minStopTimeout, maxStopTimeout,
+			"Docker takes whole seconds: below 1s it kills Qdrant at once")
+		checkSchedule(bad, f, d)
 		if d.ReadOnly != "keep" && d.ReadOnly != "rotate" {
 			bad(f+".read_only", "%q: want keep or rotate", d.ReadOnly)
 		}
@@ -453,6 +482,7 @@ func (c *Config) Validate() error {
 				bad(kf+".ttl", "%s is shorter than 1m", k.TTL.Std())
 			}
 		}
+		checkJWTLifetimes(bad, f, d, c.Daemon.PollInterval.Std())
 		var worst string
 		var lag time.Duration
 		for _, name := range sortedKeys(d.Consumers) {
@@ -476,10 +506,22 @@ func (c *Config) Validate() error {
 			bad(f+".grace", "%s is shorter than the largest consumer lag, %s of consumer %s (%s), by %s: the old key would be dropped before those consumers can have moved",
 				d.Grace.Std(), lag, worst, how, lag-d.Grace.Std())
 		}
-		if d.TLS != nil && (d.TLS.CertFile == "") != (d.TLS.KeyFile == "") {
-			bad(f+".tls", "cert_file and key_file go together")
+		if t := d.TLS; t != nil {
+			if (t.CertFile == "") != (t.KeyFile == "") {
+				bad(f+".tls", "cert_file and key_file go together")
+			} else if t.CertFile != "" {
+				if err := checkKeyPair(t.CertFile, t.KeyFile); err != nil {
+					bad(f+".tls", "%v", err)
+				}
+			}
+			if t.CAFile != "" {
+				if err := checkCAFile(t.CAFile); err != nil {
+					bad(f+".tls.ca_file", "%v", err)
+				}
+			}
 		}
 	}
+	checkSharedContainers(bad, c.Deployments)
 	return errors.Join(errs...)
 }
 

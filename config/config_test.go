@@ -79,6 +79,27 @@ func TestBadConfigs(t *testing.T) {
 		{"token bad role", "daemon:\n  tokens: [{name: ops, role: root, env: X}]\n" + base, `daemon.tokens[0].role: "root": want admin or read`},
 		{"webhook without secret", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x}]\n" + base, "daemon.webhooks[0].secret_file: is required"},
 		{"tls half a pair", base + "    tls: {cert_file: c.pem}\n", "cert_file and key_file go together"},
+		{"cron out of range", base + "    schedule: \"99 * * * *\"\n", `deployments[0] (prod).schedule: schedule "99 * * * *": end of range (99) above maximum (59)`},
+		{"cron nonsense", base + "    schedule: \"@fortnightly\"\n", `deployments[0] (prod).schedule: schedule "@fortnightly"`},
+		{"every 30s", base + "    schedule: \"@every 30s\"\n", `deployments[0] (prod).schedule: "@every 30s" fires every 30s; scheduled rotations must be at least 1m0s apart`},
+		{"every 0s", base + "    schedule: \"@every 0s\"\n", `deployments[0] (prod).schedule: "@every 0s" fires every 1s`},
+		{"negative jitter", base + "    jitter: -1m\n", "deployments[0] (prod).jitter: -1m0s is negative"},
+		{"ready_timeout 1ns", base + "    ready_timeout: 1ns\n", "deployments[0] (prod).ready_timeout: 1ns is shorter than 1s"},
+		{"ready_timeout a day", base + "    ready_timeout: 24h\n", "deployments[0] (prod).ready_timeout: 24h0m0s is longer than 1h0m0s"},
+		{"stop_timeout 500ms", base + "    stop_timeout: 500ms\n", "deployments[0] (prod).stop_timeout: 500ms is shorter than 1s"},
+		{"negative stop_timeout", base + "    stop_timeout: -3s\n", "deployments[0] (prod).stop_timeout: -3s is shorter than 1s"},
+		{"container in two deployments", base + "  - name: staging\n    mode: env\n    containers: [b, a]\n",
+			`deployments[1] (staging).containers[1]: container "a" is also in deployment prod`},
+		{"jwt ttl under the re-mint bound", base + "    keys: {search: {read: true, ttl: 2m}}\n",
+			"deployments[0] (prod).keys.search: ttl 2m0s is too short for the daemon to re-mint the JWT before it expires: want at least 4m30s = 3 × (daemon.poll_interval 30s + ready_timeout 1m0s)"},
+		{"key_ttl under the re-mint bound", "daemon:\n  poll_interval: 1m\n" + base + "    ready_timeout: 10s\n    key_ttl: 3m\n    keys: {search: {read: true}, all: {read: true, write: true}}\n",
+			"deployments[0] (prod).keys.search: key_ttl 3m0s is too short for the daemon to re-mint the JWT before it expires: want at least 3m30s"},
+		{"token env name", "daemon:\n  tokens: [{name: ops, role: admin, env: \"A-B\"}]\n" + base, `daemon.tokens[0].env: "A-B" is not an environment variable name`},
+		{"token vault path", "daemon:\n  tokens: [{name: ops, role: admin, vault: \"/x//y\"}]\n" + base, `daemon.tokens[0].vault: "/x//y" is not a path`},
+		{"listen without port", "daemon:\n  listen: localhost\n" + base, `daemon.listen: "localhost": want host:port`},
+		{"vault address", "vault:\n  address: vault:8200\n" + base, `vault.address: "vault:8200": want an http:// or https:// URL`},
+		{"webhook secret missing", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x, secret_file: /nonexistent/hook.secret}]\n" + base,
+			"daemon.webhooks[0].secret_file: open /nonexistent/hook.secret: no such file"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -125,5 +146,55 @@ func TestLoadMissingFileNamesIt(t *testing.T) {
 	}
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), path) {
 		t.Errorf("error = %v, want it to name the file", err)
+	}
+}
+
+// TestLoadRefusesWhatTheDaemonWould: an empty file, and files the daemon needs from its start whose content is
+// unusable, are refused with the field named.
+func TestLoadRefusesWhatTheDaemonWould(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	base := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"
+	write("blank.secret", " \n\t\n")
+	write("good.secret", "s3cret\n")
+	write("junk.pem", "not a certificate\n")
+	cases := []struct{ name, yaml, want string }{
+		{"empty file", "", "config file " + filepath.Join(dir, "empty file.yml") + " is empty"},
+		{"only comments", "# nothing yet\n\n", "is empty"},
+		{"blank webhook secret", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x, secret_file: blank.secret}]\n" + base,
+			"daemon.webhooks[0].secret_file: file " + filepath.Join(dir, "blank.secret") + " is empty"},
+		{"daemon tls junk", "daemon:\n  tls: {cert_file: junk.pem, key_file: junk.pem}\n" + base, "daemon.tls: cert_file " + filepath.Join(dir, "junk.pem")},
+		{"node ca junk", base + "    tls: {ca_file: junk.pem}\n", "deployments[0] (prod).tls.ca_file: " + filepath.Join(dir, "junk.pem") + ": no PEM certificate"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(write(tc.name+".yml", tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := Load(write("ok.yml", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x, secret_file: good.secret}]\n"+base)); err != nil {
+		t.Errorf("a webhook with a secret: %v", err)
+	}
+}
+
+func TestSchedulesAccepted(t *testing.T) {
+	for _, sched := range []string{"* * * * *", "@every 1m", "@every 90m", "@weekly", "0 3 * * 0"} {
+		yml := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n    schedule: \"" + sched + "\"\n    timezone: Europe/Berlin\n"
+		c, err := Parse([]byte(yml))
+		if err != nil {
+			t.Errorf("%s: %v", sched, err)
+			continue
+		}
+		if _, ok := c.Deployments[0].ScheduleSpec(); !ok {
+			t.Errorf("%s: no schedule spec", sched)
+		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
@@ -20,9 +22,24 @@ type Options struct {
 	Manager *rotation.Manager
 	Tokens  *Tokens
 	Metrics http.Handler
-	// Ready reports whether the daemon can work (Vault reachable); /readyz answers 503 while it errs.
+	// Ready reports whether the daemon can work (Vault reachable, unsealed, its token able to act); /readyz answers
+	// 503 while it errs. A *NotReadyError names the reason class /readyz shows; the error itself is only logged.
 	Ready func(context.Context) error
+	// Logger records readiness changes (with the error's detail) and token sources that cannot be read.
+	Logger *slog.Logger
 }
+
+// NotReadyError is a readiness failure with a short reason class ("unreachable", "sealed", "token"), the only part
+// of it an unauthenticated /readyz shows.
+type NotReadyError struct {
+	Reason string
+	Err    error
+}
+
+func (e *NotReadyError) Error() string {
+	return fmt.Sprintf("vault not ready (%s): %v", e.Reason, e.Err)
+}
+func (e *NotReadyError) Unwrap() error { return e.Err }
 
 // NewHandler returns the API's handler:
 //
@@ -34,6 +51,9 @@ type Options struct {
 //
 // No answer ever holds key material: runs and statuses carry fingerprints only.
 func NewHandler(o Options) http.Handler {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	a := &api{o: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/deployments/{name}/rotations", a.auth(roleAdmin, a.startRotation))
@@ -47,7 +67,12 @@ func NewHandler(o Options) http.Handler {
 	return mux
 }
 
-type api struct{ o Options }
+type api struct {
+	o Options
+
+	mu       sync.Mutex
+	notReady string // the reason class last answered, "" while ready (logged at each change)
+}
 
 type ctxKey struct{}
 
@@ -55,8 +80,8 @@ type ctxKey struct{}
 // an admin route.
 func (a *api) auth(need role, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || token == "" {
+		token, ok := bearerToken(r.Header.Get("Authorization"))
+		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="qdrant-rotator"`)
 			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "a bearer token is required"})
 			return
@@ -72,6 +97,17 @@ func (a *api) auth(need role, next http.HandlerFunc) http.HandlerFunc {
 			next(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, name)))
 		}
 	}
+}
+
+// bearerToken returns the token of an Authorization header using the Bearer scheme, whose name is
+// case-insensitive (RFC 7235): "Bearer X", "bearer X", "BEARER X".
+func bearerToken(header string) (string, bool) {
+	scheme, token, ok := strings.Cut(strings.TrimSpace(header), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	token = strings.TrimSpace(token)
+	return token, token != ""
 }
 
 type errorBody struct {
@@ -120,7 +156,7 @@ func (a *api) getRotation(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("unknown rotation %q", r.PathValue("id"))})
 		return
 	}
-	writeJSON(w, http.StatusOK, run)
+	writeJSON(w, http.StatusOK, run) // with its error_class, so a remote client exits like a local rotation
 }
 
 func (a *api) deployments(w http.ResponseWriter, r *http.Request) {
@@ -132,9 +168,29 @@ func (a *api) deployments(w http.ResponseWriter, r *http.Request) {
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	if err := a.o.Ready(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, errorBody{Error: err.Error()})
+	err := a.o.Ready(ctx)
+	reason := ""
+	if err != nil {
+		// Never Vault's error text here: it may name Vault's address or paths, and /readyz takes no token.
+		reason = "unavailable"
+		var nr *NotReadyError
+		if errors.As(err, &nr) && nr.Reason != "" {
+			reason = nr.Reason
+		}
+	}
+	a.mu.Lock()
+	changed := reason != a.notReady
+	a.notReady = reason
+	a.mu.Unlock()
+	if err != nil {
+		if changed {
+			a.o.Logger.Warn("not ready", "reason", reason, "error", err)
+		}
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "vault not ready", "reason": reason})
 		return
+	}
+	if changed {
+		a.o.Logger.Info("ready again")
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -44,14 +44,19 @@ type Webhook struct {
 	Secret func() ([]byte, error)
 }
 
-// SecretFile reads a webhook secret from a file.
+// SecretFile reads a webhook secret from a file; an empty (or whitespace-only) file is an error, never an empty
+// HMAC key that anyone could sign with.
 func SecretFile(path string) func() ([]byte, error) {
 	return func() ([]byte, error) {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("webhook secret: %w", err)
 		}
-		return bytes.TrimSpace(b), nil
+		b = bytes.TrimSpace(b)
+		if len(b) == 0 {
+			return nil, fmt.Errorf("webhook secret: file %s is empty", path)
+		}
+		return b, nil
 	}
 }
 

@@ -106,9 +106,16 @@ type stateCollector struct {
 var (
 	keyAgeDesc = prometheus.NewDesc("rotator_key_age_seconds", "Age of the deployment's current credential in Vault, by slot.", []string{"deployment", "slot"}, nil)
 	leaseDesc  = prometheus.NewDesc("rotator_lease_held", "1 while this daemon holds the deployment's lease (runs its rotation).", []string{"deployment"}, nil)
+	openDesc   = prometheus.NewDesc("rotator_node_open", "1 when the node accepted a key never issued at its last check (it serves every request), else 0.", []string{"deployment", "node"}, nil)
+	expiryDesc = prometheus.NewDesc("rotator_named_key_expiry_timestamp_seconds", "When the JWT a named key's consumers read expires (Unix time).", []string{"deployment", "key"}, nil)
 )
 
-func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) { ch <- keyAgeDesc; ch <- leaseDesc }
+func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- keyAgeDesc
+	ch <- leaseDesc
+	ch <- openDesc
+	ch <- expiryDesc
+}
 
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
@@ -132,5 +139,17 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			held = 1
 		}
 		ch <- prometheus.MustNewConstMetric(leaseDesc, prometheus.GaugeValue, held, v.Name)
+		for node, open := range v.Checked {
+			val := 0.0
+			if open {
+				val = 1
+			}
+			ch <- prometheus.MustNewConstMetric(openDesc, prometheus.GaugeValue, val, v.Name, node)
+		}
+		for _, k := range v.Keys {
+			if !k.Expires.IsZero() {
+				ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, float64(k.Expires.Unix()), v.Name, k.Name)
+			}
+		}
 	}
 }

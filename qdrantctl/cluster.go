@@ -127,6 +127,9 @@ func (n *Node) getJSON(ctx context.Context, u string, key rotation.Key, out any)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		if resp.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrUnauthorized)
+		}
 		return fmt.Errorf("node %s: HTTP %d: %w", n.opt.Container, resp.StatusCode, rotation.ErrRejected)
 	case resp.StatusCode != http.StatusOK:
 		return fmt.Errorf("node %s: GET %s: HTTP %d", n.opt.Container, req.URL.Path, resp.StatusCode)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -144,6 +145,8 @@ type ContainerSpec struct {
 	Publish []int
 	// Binds are bind mounts in Docker's "host:container[:options]" form.
 	Binds []string
+	// User is the user the container runs as ("uid" or "uid:gid"); empty keeps the image's.
+	User string
 }
 
 // CreateContainer creates (but does not start) a container and returns its id.
@@ -155,7 +158,7 @@ func (e *Engine) CreateContainer(ctx context.Context, spec ContainerSpec) (strin
 		exposed[port] = struct{}{}
 		bindings[port] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: "0"}}
 	}
-	cfg := &container.Config{Image: spec.Image, Env: spec.Env, Cmd: spec.Cmd, Labels: spec.Labels, ExposedPorts: exposed}
+	cfg := &container.Config{Image: spec.Image, Env: spec.Env, Cmd: spec.Cmd, Labels: spec.Labels, ExposedPorts: exposed, User: spec.User}
 	host := &container.HostConfig{PortBindings: bindings, Binds: spec.Binds}
 	var netCfg *network.NetworkingConfig
 	if spec.Network != "" {
@@ -298,8 +301,15 @@ func (e *Engine) CopyFiles(ctx context.Context, id, dir string, files map[string
 }
 
 // Logs returns what the container wrote to stdout and stderr.
-func (e *Engine) Logs(ctx context.Context, id string) (string, error) {
-	rc, err := e.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+func (e *Engine) Logs(ctx context.Context, id string) (string, error) { return e.logs(ctx, id, "all") }
+
+// LogTail returns the last lines a container wrote to stdout and stderr.
+func (e *Engine) LogTail(ctx context.Context, id string, lines int) (string, error) {
+	return e.logs(ctx, id, strconv.Itoa(lines))
+}
+
+func (e *Engine) logs(ctx context.Context, id, tail string) (string, error) {
+	rc, err := e.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: tail})
 	if err != nil {
 		return "", fmt.Errorf("logs of container %s: %w", id, err)
 	}
@@ -377,6 +387,11 @@ type ContainerInfo struct {
 	// Env is the container's environment, image defaults included.
 	Env    []string
 	Mounts []MountInfo
+	// User is the container's configured user (Config.User, image default included): "" (root), "1000",
+	// "1000:1000", or names.
+	User string
+	// Labels are the container's labels, image labels included.
+	Labels map[string]string
 }
 
 // MountInfo is one mount of a container.
@@ -398,7 +413,8 @@ func (e *Engine) Inspect(ctx context.Context, name string) (ContainerInfo, error
 	}
 	ci := ContainerInfo{ID: info.ID, Name: strings.TrimPrefix(info.Name, "/"), Running: info.State != nil && info.State.Running}
 	if info.Config != nil {
-		ci.Env = append([]string(nil), info.Config.Env...)
+		ci.Env, ci.User = append([]string(nil), info.Config.Env...), info.Config.User
+		ci.Labels = maps.Clone(info.Config.Labels)
 	}
 	for _, m := range info.Mounts {
 		ci.Mounts = append(ci.Mounts, MountInfo{Type: string(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination})

@@ -82,7 +82,11 @@ func NewNode(eng *Engine, opt NodeOptions) (*Node, error) {
 		opt.StopTimeout = 30 * time.Second
 	}
 	transport := &http.Transport{TLSClientConfig: opt.TLS, DisableKeepAlives: true}
-	return &Node{eng: eng, opt: opt, http: &http.Client{Timeout: 3 * time.Second, Transport: transport}, url: opt.URL}, nil
+	// Never follow a redirect: the request carries the api-key header, which would go to wherever the 3xx points.
+	// The 3xx comes back as the answer and is reported as an error.
+	client := &http.Client{Timeout: 3 * time.Second, Transport: transport,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return &Node{eng: eng, opt: opt, http: client, url: opt.URL}, nil
 }
 
 // TLSConfig builds the TLS settings for HTTPS checks from PEM files: a CA bundle (empty: the system roots) and an
@@ -132,10 +136,15 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 	}
 	envKeys := slotsFromEnv(info.Env)
 	if n.opt.Mode == ModeEnv {
+		if err := notComposeManaged(info); err != nil {
+			return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+		}
 		if err := storageMounted(info); err != nil {
 			return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
 		}
-		return toSlots(envKeys), nil
+		s := toSlots(envKeys)
+		s.InternalAuth, _ = internalAuthFromEnv(info.Env)
+		return s, nil
 	}
 	if envKeys != (ConfigKeys{}) {
 		return rotation.Slots{}, fmt.Errorf("node %s: its environment sets QDRANT__SERVICE__*API_KEY or JWT_RBAC, which overrides the config file; use mode env", n.opt.Container)
@@ -148,7 +157,31 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 	if err != nil {
 		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
 	}
-	return toSlots(fileKeys), nil
+	// What Apply would refuse is refused here, at preflight, before any node is touched.
+	if err := checkEditable(path, info.User, fileKeys); err != nil {
+		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	s := toSlots(fileKeys)
+	if v, set := internalAuthFromEnv(info.Env); set {
+		s.InternalAuth = v // the environment overrides the file
+	} else if s.InternalAuth, err = readInternalAuth(path); err != nil {
+		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+	}
+	return s, nil
+}
+
+// internalAuthEnv is the variable that sets service.enforce_internal_auth.
+const internalAuthEnv = "QDRANT__SERVICE__ENFORCE_INTERNAL_AUTH"
+
+// internalAuthFromEnv reads enforce_internal_auth from an environment (names case-insensitive, later wins).
+func internalAuthFromEnv(env []string) (value, set bool) {
+	for _, kv := range env {
+		name, v, _ := strings.Cut(kv, "=")
+		if strings.EqualFold(name, internalAuthEnv) {
+			value, set = truthy(v), true
+		}
+	}
+	return value, set
 }
 
 // Recover implements rotation.Node: it finishes or undoes a container swap a crash interrupted.
@@ -172,7 +205,7 @@ func (n *Node) Apply(ctx context.Context, s rotation.Slots) error {
 		if err != nil {
 			return err
 		}
-		if err := WriteConfigKeys(path, want); err != nil {
+		if err := writeNodeConfig(path, info.User, want); err != nil {
 			return fmt.Errorf("node %s: %w", n.opt.Container, err)
 		}
 		if err := n.eng.Restart(ctx, n.opt.Container, n.opt.StopTimeout); err != nil {
@@ -213,7 +246,12 @@ func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		return nil
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		return fmt.Errorf("node %s answered HTTP %d; redirects are not followed", n.opt.Container, resp.StatusCode)
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
+		if resp.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrUnauthorized)
+		}
 		return fmt.Errorf("node %s: HTTP %d: %w", n.opt.Container, resp.StatusCode, rotation.ErrRejected)
 	default:
 		return fmt.Errorf("node %s: GET /collections: HTTP %d", n.opt.Container, resp.StatusCode)
@@ -287,6 +325,28 @@ func storageMounted(info ContainerInfo) error {
 		}
 	}
 	return fmt.Errorf("storage %s is not on a volume or bind mount, so recreating the container (mode env) would lose its data; mount a volume there or use mode file", path)
+}
+
+// Labels docker compose (v1 and v2) puts on every container it creates.
+const (
+	composeProjectLabel = "com.docker.compose.project"
+	composeServiceLabel = "com.docker.compose.service"
+)
+
+// notComposeManaged refuses env mode for a container docker compose manages: compose recreates it (`up
+// --force-recreate`, a changed service, `down` then `up`) from the compose file and .env, which keep the key they
+// were written with, so the key the rotator put in the environment would be lost and the retired key would come back.
+// A key in a bind-mounted local.yaml survives those recreates, because compose keeps the mount.
+func notComposeManaged(info ContainerInfo) error {
+	project, service := info.Labels[composeProjectLabel], info.Labels[composeServiceLabel]
+	if project == "" && service == "" {
+		return nil
+	}
+	return fmt.Errorf("refusing mode env: the container belongs to docker compose project %q, service %q, and compose "+
+		"recreates it from its compose file and .env, which keep the key they hold, so a rotated key would be lost "+
+		"and the retired key would come back; use mode file: take QDRANT__SERVICE__*API_KEY out of the service's "+
+		"environment and .env, put the key in a host local.yaml bind-mounted at /qdrant/config/local.yaml (compose "+
+		"keeps the mount when it recreates the container; deploy/compose/ is a tested setup)", project, service)
 }
 
 // slotsFromEnv reads the key slots from an environment the way Qdrant does (names case-insensitive, later wins).

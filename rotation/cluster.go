@@ -135,10 +135,86 @@ func (r *Rotator) clusterPreflight(ctx context.Context, key Key) error {
 	return nil
 }
 
-// orderNodes returns the remaining nodes in restart order: followers first, the current leader last.
-func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) []Node {
-	if !r.opt.Cluster || len(remaining) < 2 {
-		return remaining
+// othersSettled waits (up to ReadyTimeout) before n restarts until every other peer is up and sees every replica
+// Active: restarting n while another peer is down could leave a shard with no live replica.
+func (r *Rotator) othersSettled(ctx context.Context, n Node, key Key) error {
+	var others []Node
+	for _, m := range r.nodes {
+		if m.Name() != n.Name() {
+			others = append(others, m)
+		}
+	}
+	if err := r.waitSettled(ctx, "before node "+n.Name()+" restarts (every other peer must be up with every replica Active)", key, others...); err != nil {
+		return fmt.Errorf("not restarting node %s: %w", n.Name(), err)
+	}
+	return nil
+}
+
+// downFirst orders nodes for a rollback: those that are down come first, since restarting them cannot lower the
+// cluster's availability and every other restart waits for all peers to be up.
+func (r *Rotator) downFirst(ctx context.Context, key Key) []Node {
+	out := slices.Clone(r.nodes)
+	down := map[string]bool{}
+	for _, n := range out {
+		down[n.Name()] = errors.Is(n.Probe(ctx, key), ErrNodeDown)
+	}
+	slices.SortStableFunc(out, func(a, b Node) int {
+		switch {
+		case down[a.Name()] && !down[b.Name()]:
+			return -1
+		case down[b.Name()] && !down[a.Name()]:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// needsInternalAuth says whether the peers authenticate each other with their primary key: the deployment says so,
+// or any node's own configuration enforces internal auth.
+func (r *Rotator) needsInternalAuth(ctx context.Context) (bool, error) {
+	if r.opt.InternalAuth {
+		return true, nil
+	}
+	for _, n := range r.nodes {
+		s, err := n.Keys(ctx)
+		if err != nil {
+			return false, err
+		}
+		if s.InternalAuth {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// replan, on a resume, derives the plan again from what the deployment and the nodes need now: when the peers
+// enforce internal auth and the journal's plan did not know it, a rotation waiting to promote goes through the swap
+// first (every node K2 + alt K1), so promoted peers never refuse the K1 their peers still send.
+func (r *Rotator) replan(ctx context.Context, l *lease) error {
+	j := l.journal()
+	need, err := r.needsInternalAuth(ctx)
+	if err != nil || !need || j.InternalAuth {
+		return err
+	}
+	err = r.journal(ctx, l, func(j *Journal) {
+		j.InternalAuth = true
+		if j.Phase == PhasePromoting {
+			j.Phase, j.NodesDone, j.Node = PhaseSwapping, nil, ""
+		}
+	})
+	if err != nil {
+		return err
+	}
+	r.emitJ(l.journal(), Event{Step: "replanned", Message: fmt.Sprintf("the peers enforce internal auth: 3 restarts per node (resuming from %s)", l.journal().Phase)})
+	return nil
+}
+
+// orderNodes returns the remaining nodes in restart order: followers first, the current leader last; and the
+// leader's name ("" when no node names one, or outside a cluster).
+func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) ([]Node, string) {
+	if !r.opt.Cluster {
+		return remaining, ""
 	}
 	var leader uint64
 	ids := map[string]uint64{}
@@ -152,9 +228,15 @@ func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) []N
 			}
 		}
 	}
+	leaderName := ""
+	for name, id := range ids {
+		if id == leader && leader != 0 {
+			leaderName = name
+		}
+	}
 	out := slices.Clone(remaining)
 	slices.SortStableFunc(out, func(a, b Node) int {
-		la, lb := ids[a.Name()] == leader, ids[b.Name()] == leader
+		la, lb := a.Name() == leaderName, b.Name() == leaderName
 		switch {
 		case la && !lb:
 			return 1
@@ -163,13 +245,13 @@ func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) []N
 		}
 		return 0
 	})
-	return out
+	return out, leaderName
 }
 
 // waitSettled waits (up to ReadyTimeout) after a restart until each of nodes reports a settled cluster: /readyz 200,
 // every replica of every collection Active, no shard transfers. Between rotation steps every node is asked, not
 // only the restarted one: the others must have seen its replicas come back before the next node goes down.
-func (r *Rotator) waitSettled(ctx context.Context, after string, key Key, nodes ...Node) error {
+func (r *Rotator) waitSettled(ctx context.Context, when string, key Key, nodes ...Node) error {
 	last := ""
 	err := Retry(ctx, r.opt.ReadyTimeout, func() error {
 		for _, m := range nodes {
@@ -179,7 +261,7 @@ func (r *Rotator) waitSettled(ctx context.Context, after string, key Key, nodes 
 			}
 			v, err := cn.Cluster(ctx, key)
 			if err != nil {
-				last = err.Error()
+				last = fmt.Sprintf("peer %s is down or unreachable: %v", m.Name(), err)
 				return err
 			}
 			if why := v.healthy(); why != "" {
@@ -190,7 +272,7 @@ func (r *Rotator) waitSettled(ctx context.Context, after string, key Key, nodes 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("the cluster did not settle within %s after %s: %s", r.opt.ReadyTimeout, after, last)
+		return fmt.Errorf("the cluster did not settle within %s %s: %s", r.opt.ReadyTimeout, when, last)
 	}
 	return nil
 }

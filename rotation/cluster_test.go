@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakePeer is a fakeNode in a fake cluster whose leader is the live peer with the smallest id.
@@ -133,4 +134,78 @@ func TestClusterPreflightRefusals(t *testing.T) {
 	if !errors.Is(err, ErrClusterUnsafe) || !strings.Contains(err.Error(), "knows 2 peers, the deployment has 3 nodes") {
 		t.Errorf("missing peer: %v", err)
 	}
+}
+
+// Nodes whose own configuration enforces internal auth get the 3-restart plan, whatever the deployment says.
+func TestClusterPlanFollowsTheNodesInternalAuth(t *testing.T) {
+	b := newBed(t, 3)
+	c := newFakeCluster(b, 2, true)
+	for _, n := range b.nodes {
+		n.configured.InternalAuth, n.running.InternalAuth = true, true
+	}
+	r := b.clusterRotator(c, func(o *Options) { o.InternalAuth = false })
+	plan, err := r.Plan(context.Background(), Request{})
+	if err != nil || len(plan.Steps) != 9 {
+		t.Fatalf("plan: %d steps, %v; want 9 (3 per peer)", len(plan.Steps), err)
+	}
+	rep, err := r.Rotate(context.Background(), Request{})
+	if err != nil || rep.Restarts != 9 || c.broken != 0 {
+		t.Fatalf("restarts %d, peer traffic broken %d times, %v; want 9 and 0", rep.Restarts, c.broken, err)
+	}
+}
+
+// A rotation journaled with the 2-restart plan is re-planned on resume once the peers enforce internal auth: it
+// swaps every node before promoting, so peer traffic never breaks.
+func TestClusterResumeReplansForInternalAuth(t *testing.T) {
+	b := newBed(t, 3)
+	c := newFakeCluster(b, 2, false)
+	fs := &freezingStore{memStore: b.store}
+	crashAt(t, b, fs, "grace") // the journal says: promote next, 2-restart plan
+	c.internalAuth = true
+	for _, n := range b.nodes {
+		n.configured.InternalAuth, n.running.InternalAuth = true, true
+	}
+	b.clock.Add(2 * time.Hour)
+	c.broken = 0
+	if _, err := b.clusterRotator(c, func(o *Options) { o.InternalAuth = false }).Rotate(context.Background(), Request{}); err != nil {
+		t.Fatal(err)
+	}
+	if c.broken != 0 {
+		t.Errorf("peer traffic broke %d times after the resume", c.broken)
+	}
+	b.assertSettled(b.k1)
+}
+
+// A peer that goes down during the grace wait stops the rotation before any other peer restarts, naming it; once it
+// is back, a rerun completes.
+func TestClusterNeverRestartsAPeerWhileAnotherIsDown(t *testing.T) {
+	b := newBed(t, 3)
+	c := newFakeCluster(b, 2, false)
+	r := b.clusterRotator(c, func(o *Options) {
+		o.Checkpoint = func(p string) {
+			if p == "grace" {
+				b.nodes[2].mu.Lock()
+				b.nodes[2].up = false
+				b.nodes[2].mu.Unlock()
+			}
+		}
+	})
+	_, err := r.Rotate(context.Background(), Request{})
+	if err == nil || !strings.Contains(err.Error(), "peer qdrant-c is down") || !strings.Contains(err.Error(), "not restarting node") {
+		t.Fatalf("error %v: want a refusal to restart naming qdrant-c as down", err)
+	}
+	restarts := 0
+	for _, n := range b.nodes {
+		restarts += n.restarts
+	}
+	if restarts != 3 {
+		t.Errorf("%d restarts, want only the 3 of staging", restarts)
+	}
+	b.nodes[2].mu.Lock()
+	b.nodes[2].up = true
+	b.nodes[2].mu.Unlock()
+	if _, err := b.clusterRotator(c).Rotate(context.Background(), Request{}); err != nil {
+		t.Fatalf("rerun with every peer up: %v", err)
+	}
+	b.assertSettled(b.k1)
 }

@@ -91,6 +91,11 @@ type fakeNode struct {
 	refuse func(Slots) bool
 	// onApply, when set, is called after each restart.
 	onApply func()
+	// loseKeys, when set, makes the node start with no key (as Qdrant does when it cannot read its config file) for
+	// slots it returns true for.
+	loseKeys func(Slots) bool
+	// now is the clock JWT expiry is judged by (the stand-in's rule: an expired JWT is refused).
+	now func() time.Time
 }
 
 func newFakeNode(name string, s Slots) *fakeNode {
@@ -100,6 +105,16 @@ func newFakeNode(name string, s Slots) *fakeNode {
 func (n *fakeNode) Name() string                  { return n.name }
 func (n *fakeNode) Recover(context.Context) error { return nil }
 func (n *fakeNode) Method() string                { return "fake restart" }
+
+func (n *fakeNode) Diagnose(context.Context) Diagnosis {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	d := Diagnosis{LogTail: []string{"fake " + n.name + " log"}}
+	if n.running == (Slots{}) && n.up {
+		d.Causes = append(d.Causes, "the node runs with no key")
+	}
+	return d
+}
 
 func (n *fakeNode) Keys(context.Context) (Slots, error) {
 	n.mu.Lock()
@@ -114,6 +129,9 @@ func (n *fakeNode) Apply(_ context.Context, s Slots) error {
 	n.up = n.refuse == nil || !n.refuse(s)
 	if n.up {
 		n.running = s
+		if n.loseKeys != nil && n.loseKeys(s) {
+			n.running = Slots{}
+		}
 	}
 	f := n.onApply
 	n.mu.Unlock()
@@ -130,6 +148,9 @@ func (n *fakeNode) Probe(_ context.Context, k Key) error {
 		return fmt.Errorf("node %s: %w", n.name, ErrNodeDown)
 	}
 	rw := keys(n.running.APIKey, n.running.AltAPIKey)
+	if len(rw) == 0 && n.running.ReadOnlyKey.IsZero() {
+		return nil // no key configured: Qdrant serves every request
+	}
 	for _, s := range append(rw, keys(n.running.ReadOnlyKey)...) {
 		if k.Equal(s) {
 			return nil
@@ -138,12 +159,12 @@ func (n *fakeNode) Probe(_ context.Context, k Key) error {
 	if n.running.JWTRBAC {
 		// Qdrant's jwt_rbac: an HS256 token signed with either read-write key.
 		for _, s := range rw {
-			if _, err := jwt.Parse(k.Reveal(), func(*jwt.Token) (any, error) { return []byte(s.Reveal()), nil }, jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation()); err == nil {
+			if _, err := jwt.Parse(k.Reveal(), func(*jwt.Token) (any, error) { return []byte(s.Reveal()), nil }, jwt.WithValidMethods([]string{"HS256"}), jwt.WithTimeFunc(n.now)); err == nil {
 				return nil
 			}
 		}
 	}
-	return fmt.Errorf("node %s: 401: %w", n.name, ErrRejected)
+	return fmt.Errorf("node %s: %w", n.name, ErrUnauthorized)
 }
 
 func (n *fakeNode) accepts(k Key) bool { return n.Probe(context.Background(), k) == nil }

@@ -114,7 +114,11 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 	if len(r.opt.Keys) > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("%d named keys are published for %s at the same time (JWTs signed with it for the scoped ones)", len(r.opt.Keys), newKeyLabel))
 	}
-	if r.opt.InternalAuth {
+	internalAuth := r.opt.InternalAuth
+	for _, s := range have {
+		internalAuth = internalAuth || s.InternalAuth
+	}
+	if internalAuth {
 		add(PhaseSwapping, r.swapped(j), old+" and "+newKeyLabel+" accepted")
 		p.Notes = append(p.Notes, "3 restarts per node: the peers run with enforce_internal_auth and send each other their primary key, so every node first takes "+newKeyLabel+" as primary with "+old+" as alt (peers not yet swapped still send "+old+"), and only then drops "+old+"; the 2-restart plan would have promoted nodes refuse their peers' "+old)
 	} else if r.opt.Cluster {
@@ -130,7 +134,10 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 	return p, nil
 }
 
-// NodeCheck is one node's answer to one of the store's current credentials.
+// SlotNone marks the check with a fresh key never issued, which every node must refuse with 401 (else it is open).
+const SlotNone Slot = "never-issued"
+
+// NodeCheck is one node's answer to one of the store's current credentials, or (SlotNone) to a key never issued.
 type NodeCheck struct {
 	Node     string `json:"node"`
 	Slot     Slot   `json:"slot"`
@@ -168,6 +175,8 @@ func (r *Rotator) Verify(ctx context.Context) (Verification, error) {
 		return v, err
 	}
 	drift := map[string]string{}
+	var open []string
+	r.remember(cur.Key, ro.Key)
 	for _, n := range r.nodes {
 		for _, slot := range []Slot{SlotAdmin, SlotReadOnly} {
 			k, ok := creds[slot]
@@ -176,14 +185,23 @@ func (r *Rotator) Verify(ctx context.Context) (Verification, error) {
 			}
 			c := NodeCheck{Node: n.Name(), Slot: slot, Accepted: true}
 			if err := n.Probe(ctx, k); err != nil {
-				c.Accepted, c.Error = false, err.Error()
+				c.Accepted, c.Error = false, r.downError(ctx, n, err).Error()
 				drift[n.Name()+" ("+string(slot)+")"] = c.Error
 			}
 			v.Nodes = append(v.Nodes, c)
 		}
+		c := NodeCheck{Node: n.Name(), Slot: SlotNone, Accepted: false}
+		if err := r.refusesStrangers(ctx, n); err != nil {
+			c.Accepted, c.Error = errors.Is(err, ErrOpen), err.Error()
+			if c.Accepted {
+				open = append(open, n.Name())
+			}
+			drift[n.Name()+" (a key never issued)"] = c.Error
+		}
+		v.Nodes = append(v.Nodes, c)
 	}
 	if len(drift) > 0 {
-		return v, &DriftError{Deployment: r.opt.Deployment, Nodes: drift}
+		return v, &DriftError{Deployment: r.opt.Deployment, Nodes: drift, Open: open}
 	}
 	return v, nil
 }

@@ -62,10 +62,22 @@ type Journal struct {
 	PublishedAt                  time.Time
 	StartedAt                    time.Time
 	UpdatedAt                    time.Time
+	// InternalAuth: the peers enforce internal auth, so the plan takes 3 restarts per node (swapping before
+	// promoting). Chosen at the start from the deployment and every node's setting, and again at each resume.
+	InternalAuth bool
+	// OldFingerprint and PendingFingerprint name the old and the new key; they outlive the keys, which the journal
+	// forgets when the rotation ends.
+	OldFingerprint, PendingFingerprint string
 	// Error is why the rotation failed or rolled back.
 	Error string
 	// OpID is unique per write, so a writer can recognise its own write after a lost answer.
 	OpID string
+}
+
+// forgetKeys drops every key from a journal whose rotation has ended: the store's consumer records (labelled,
+// retained) are then the only place a key of this rotation lives.
+func (j *Journal) forgetKeys() {
+	j.PendingKey, j.OldKey, j.PendingReadOnly, j.OldReadOnly, j.Bridge = Key{}, Key{}, Key{}, Key{}, Key{}
 }
 
 func (j Journal) done(node string) bool { return slices.Contains(j.NodesDone, node) }

@@ -69,8 +69,11 @@ type Run struct {
 	Finished   time.Time               `json:"finished,omitzero"`
 	Seconds    float64                 `json:"duration_seconds"`
 	Error      string                  `json:"error,omitempty"`
-	Plan       *Plan                   `json:"plan,omitempty"`
-	Report     *Report                 `json:"report,omitempty"`
+	// ErrorClass sorts a failed run for callers that exit with the matching code: drift, cluster_unsafe,
+	// rolled_back, locked, failed.
+	ErrorClass string  `json:"error_class,omitempty"`
+	Plan       *Plan   `json:"plan,omitempty"`
+	Report     *Report `json:"report,omitempty"`
 }
 
 // Hooks let the daemon watch runs (audit events, metrics). Each may be nil.
@@ -93,6 +96,8 @@ type managed struct {
 	maxAgeAt time.Time
 	fresh    int
 	freshAt  time.Time
+	keys     []NamedKeyState // as last read by the schedule loop
+	open     map[string]bool // node -> open (accepts a key never issued), as last probed by the schedule loop
 }
 
 func (d *managed) now() time.Time { return d.rot.opt.Clock.Now() }
@@ -224,7 +229,7 @@ func (m *Manager) execute(d *managed, run *Run, t Trigger) {
 			run.Report, run.RotationID, run.Phase = &rep, rep.RotationID, rep.Phase
 		}
 		if err != nil {
-			run.Error = err.Error()
+			run.Error, run.ErrorClass = err.Error(), errorClass(err)
 		}
 		if !t.DryRun && run.State != RunLocked {
 			d.last = run
@@ -248,6 +253,30 @@ func (m *Manager) execute(d *managed, run *Run, t Trigger) {
 		return
 	}
 	rep, err = d.rot.Rotate(m.ctx, req)
+}
+
+// Error classes of a finished run (Run.ErrorClass).
+const (
+	ClassDrift         = "drift"
+	ClassClusterUnsafe = "cluster_unsafe"
+	ClassRolledBack    = "rolled_back"
+	ClassLocked        = "locked"
+	ClassFailed        = "failed"
+)
+
+// errorClass sorts a run's error by the sentinel it wraps.
+func errorClass(err error) string {
+	switch {
+	case errors.Is(err, ErrRolledBack):
+		return ClassRolledBack
+	case errors.Is(err, ErrLocked):
+		return ClassLocked
+	case errors.Is(err, ErrDrift):
+		return ClassDrift
+	case errors.Is(err, ErrClusterUnsafe):
+		return ClassClusterUnsafe
+	}
+	return ClassFailed
 }
 
 // Get returns a copy of a run.
@@ -284,6 +313,12 @@ type DeploymentView struct {
 	LastOutcome RunState  `json:"last_outcome,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	NextRun     time.Time `json:"next_run,omitzero"`
+	// Keys are the named keys as the schedule loop last saw them, with each JWT's expiry.
+	Keys []NamedKeyState `json:"named_keys,omitempty"`
+	// OpenNodes are the nodes found open (accepting a key never issued) by the last check: a failure.
+	OpenNodes []string `json:"open_nodes,omitempty"`
+	// Checked is every node the last open check reached, open or not.
+	Checked map[string]bool `json:"-"`
 }
 
 // Deployments describes every deployment, sorted by name (reading Vault for each).
@@ -295,7 +330,12 @@ func (m *Manager) Deployments(ctx context.Context) []DeploymentView {
 	for _, name := range names {
 		m.mu.Lock()
 		d := m.deps[name]
-		v := DeploymentView{Name: name, Running: d.running, NextRun: d.nextRun}
+		v := DeploymentView{Name: name, Running: d.running, NextRun: d.nextRun, Keys: slices.Clone(d.keys), Checked: maps.Clone(d.open)}
+		for _, node := range slices.Sorted(maps.Keys(d.open)) {
+			if d.open[node] {
+				v.OpenNodes = append(v.OpenNodes, node)
+			}
+		}
 		if d.last != nil {
 			v.LastRun, v.LastOutcome, v.LastError = d.last.ID, d.last.State, d.last.Error
 		}

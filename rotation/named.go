@@ -54,11 +54,8 @@ func signToken(admin Key, access any, exp time.Time) (Key, error) {
 	return Key{v: signed}, nil
 }
 
-// usesJWT says whether the rotation needs Qdrant's jwt_rbac on every node.
-func (r *Rotator) usesJWT() bool {
-	if r.opt.ReadOnly {
-		return true
-	}
+// usesJWTKeys says whether a named key is a JWT (and so expires).
+func (r *Rotator) usesJWTKeys() bool {
 	for _, k := range r.opt.Keys {
 		if !k.Full {
 			return true
@@ -66,6 +63,9 @@ func (r *Rotator) usesJWT() bool {
 	}
 	return false
 }
+
+// usesJWT says whether the rotation needs Qdrant's jwt_rbac on every node.
+func (r *Rotator) usesJWT() bool { return r.opt.ReadOnly || r.usesJWTKeys() }
 
 // remintWorkers is how many named keys are published at once.
 const remintWorkers = 16

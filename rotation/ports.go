@@ -3,6 +3,7 @@ package rotation
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -11,11 +12,13 @@ import (
 type Slots struct {
 	APIKey, AltAPIKey, ReadOnlyKey Key
 	JWTRBAC                        bool
+	// InternalAuth is the node's `service.enforce_internal_auth`: read to choose the plan, never changed.
+	InternalAuth bool
 }
 
 // Equal compares every slot.
 func (s Slots) Equal(o Slots) bool {
-	return s.APIKey.Equal(o.APIKey) && s.AltAPIKey.Equal(o.AltAPIKey) && s.ReadOnlyKey.Equal(o.ReadOnlyKey) && s.JWTRBAC == o.JWTRBAC
+	return s.APIKey.Equal(o.APIKey) && s.AltAPIKey.Equal(o.AltAPIKey) && s.ReadOnlyKey.Equal(o.ReadOnlyKey) && s.JWTRBAC == o.JWTRBAC && s.InternalAuth == o.InternalAuth
 }
 
 // Slot names a credential consumers read: the admin key, or the read-only credential.
@@ -49,8 +52,18 @@ type Node interface {
 	Apply(ctx context.Context, s Slots) error
 	// Probe makes one authenticated call with key. It returns nil when the node accepts the key, an error wrapping
 	// ErrRejected when the node answers 401 or 403, an error wrapping ErrNodeDown when the node has stopped, and any
-	// other error when the node cannot be reached yet (worth retrying).
+	// other error when the node cannot be reached yet (worth retrying). A 401 wraps ErrUnauthorized.
 	Probe(ctx context.Context, key Key) error
+	// Diagnose says what may explain a node that is open or will not start: the causes the adapter can see (an
+	// unreadable config file, no key configured) and the last lines of the node's own log. It changes nothing.
+	Diagnose(ctx context.Context) Diagnosis
+}
+
+// Diagnosis is what a node's adapter can tell about why it misbehaves. It never holds a key the rotator knows (the
+// rotator masks them), but a log line is the node's own text.
+type Diagnosis struct {
+	Causes  []string
+	LogTail []string
 }
 
 // Errors nodes report.
@@ -59,6 +72,10 @@ var (
 	ErrRejected = errors.New("key rejected")
 	// ErrNodeDown: the node's process is not running (it exited or was never started).
 	ErrNodeDown = errors.New("node is not running")
+	// ErrUnauthorized: the node answered 401, as Qdrant does for a key it does not know. It wraps ErrRejected.
+	ErrUnauthorized = fmt.Errorf("%w (HTTP 401)", ErrRejected)
+	// ErrOpen: the node accepted a key that was never issued: it runs with no API key and serves every request.
+	ErrOpen = errors.New("node is open: it accepted a key that was never issued")
 )
 
 // KeyRecord is what consumers read for a deployment's slot: a credential every node accepts.

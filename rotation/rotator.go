@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,7 +41,8 @@ type Options struct {
 	// restart before the leader, and each node must be back with every replica Active before the next.
 	Cluster bool
 	// InternalAuth says the peers run with enforce_internal_auth, authenticating each other with their primary
-	// key: the plan takes 3 restarts per node (K1+alt K2, K2+alt K1, K2) instead of 2.
+	// key: the plan takes 3 restarts per node (K1+alt K2, K2+alt K1, K2) instead of 2. A node whose own
+	// configuration enforces it gets the same plan without this option.
 	InternalAuth bool
 	// AcceptDowntime lets a cluster with replication factor 1 rotate anyway.
 	AcceptDowntime bool
@@ -62,6 +65,9 @@ type Rotator struct {
 	store Store
 	nodes []Node
 	opt   Options
+
+	knownMu sync.Mutex
+	known   []Key // every key probed so far, masked in what nodes say (diagnose)
 }
 
 // New checks the options and returns a Rotator.
@@ -132,17 +138,21 @@ const (
 
 // Report sums up a rotation. It holds fingerprints, never keys.
 type Report struct {
-	Deployment     string   `json:"deployment"`
-	RotationID     string   `json:"rotation_id"`
-	Kind           Kind     `json:"kind"`
-	Outcome        Outcome  `json:"outcome"`
-	Resumed        bool     `json:"resumed"`
-	Adopted        bool     `json:"adopted,omitempty"`
+	Deployment string  `json:"deployment"`
+	RotationID string  `json:"rotation_id"`
+	Kind       Kind    `json:"kind"`
+	Outcome    Outcome `json:"outcome"`
+	Resumed    bool    `json:"resumed"`
+	Adopted    bool    `json:"adopted,omitempty"`
+	// Escalated says an emergency request turned an interrupted scheduled rotation into an emergency cut.
+	Escalated      bool     `json:"escalated,omitempty"`
 	Phase          Phase    `json:"phase"`
 	OldFingerprint string   `json:"old_fingerprint"`
 	NewFingerprint string   `json:"new_fingerprint"`
 	Nodes          []string `json:"nodes"`
 	Restarts       int      `json:"restarts"`
+	// Started lists the nodes the rotator found stopped and started.
+	StartedNodes []string `json:"started_stopped_nodes,omitempty"`
 	// NewVersion is the consumer record's version that holds the new key (once published).
 	NewVersion int       `json:"new_version,omitempty"`
 	Started    time.Time `json:"started"`
@@ -186,20 +196,41 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 		}
 	}
 	j := l.journal()
+	r.remember(j.OldKey, j.PendingKey, j.OldReadOnly, j.PendingReadOnly, j.Bridge)
 	if !j.Phase.Final() {
 		rep.Resumed = true
 		r.opt.Logger.Info("resuming an interrupted rotation", "deployment", r.opt.Deployment, "rotation_id", j.RotationID, "phase", string(j.Phase))
+		if err := r.replan(ctx, l); err != nil {
+			rep.Outcome, rep.Error, rep.Finished = OutcomeFailed, err.Error(), r.now()
+			return rep, err
+		}
+		if req.Emergency && j.Kind != KindEmergency {
+			if err := r.escalate(ctx, l, &rep); err != nil {
+				rep.Outcome, rep.Error, rep.Finished = OutcomeFailed, err.Error(), r.now()
+				return rep, err
+			}
+		}
 	} else if err := r.begin(ctx, l, req, &rep); err != nil {
 		rep.Outcome, rep.Error, rep.Finished = OutcomeFailed, err.Error(), r.now()
 		return rep, err
 	}
 	err = r.drive(ctx, l, &rep)
+	if err == nil && req.Emergency && l.journal().Kind != KindEmergency {
+		// The interrupted rotation this run finished was rolled back, so the leaked key is still current: the
+		// emergency itself starts now.
+		if err = r.begin(ctx, l, req, &rep); err == nil {
+			err = r.drive(ctx, l, &rep)
+		}
+	}
 	if cause := context.Cause(ctx); err != nil && errors.Is(cause, ErrLeaseLost) {
 		err = cause
 	}
 	j = l.journal()
 	rep.RotationID, rep.Kind, rep.Phase = j.RotationID, j.Kind, j.Phase
-	rep.OldFingerprint, rep.NewFingerprint = r.fp(j.OldKey), r.fp(j.PendingKey)
+	rep.OldFingerprint, rep.NewFingerprint = j.OldFingerprint, j.PendingFingerprint
+	if rep.OldFingerprint == "" { // a journal written before fingerprints were journaled
+		rep.OldFingerprint, rep.NewFingerprint = r.fp(j.OldKey), r.fp(j.PendingKey)
+	}
 	for _, n := range r.nodes {
 		rep.Nodes = append(rep.Nodes, n.Name())
 	}
@@ -219,6 +250,29 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 		}
 	}
 	return rep, err
+}
+
+// escalate turns the interrupted scheduled rotation in the journal into an emergency cut: every node gets the pending
+// key alone at once, so the leaked current key is refused as fast as the nodes restart. A rotation rolling back
+// finishes its rollback first (Rotate then starts the emergency); one retiring has already dropped the old key.
+func (r *Rotator) escalate(ctx context.Context, l *lease, rep *Report) error {
+	j := l.journal()
+	if j.Phase == PhaseRollingBack {
+		return nil
+	}
+	err := r.journal(ctx, l, func(j *Journal) {
+		j.Kind = KindEmergency
+		if j.Phase != PhaseRetiring {
+			j.Phase, j.NodesDone, j.Node = PhaseCutting, nil, ""
+		}
+	})
+	if err != nil {
+		return err
+	}
+	rep.Escalated = true
+	r.emitJ(l.journal(), Event{Step: "escalated", Fingerprint: r.fp(j.PendingKey), Message: fmt.Sprintf("emergency: the interrupted scheduled rotation (phase %s) becomes an emergency cut with no overlap", j.Phase)})
+	r.checkpoint("escalated")
+	return nil
 }
 
 // keepRenewed renews the lease every third of its TTL until ctx ends; losing the lease cancels ctx.
@@ -255,13 +309,15 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 		return err
 	}
 	r.emit(Event{Step: "preflight", Fingerprint: r.fp(cur.Key), Message: fmt.Sprintf("checking %d nodes against the current key", len(r.nodes))})
+	// Every node answers first (an open node is reported as such, with its likely cause), then every node's
+	// configuration must be one the rotation can change.
+	if err := r.checkAll(ctx, cur.Key); err != nil {
+		return err
+	}
 	for _, n := range r.nodes {
 		if _, err := n.Keys(ctx); err != nil {
 			return fmt.Errorf("preflight: %w", err)
 		}
-	}
-	if err := r.checkAll(ctx, cur.Key); err != nil {
-		return err
 	}
 	if r.opt.Cluster {
 		if err := r.clusterPreflight(ctx, cur.Key); err != nil {
@@ -291,12 +347,18 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 	if req.Emergency {
 		kind, phase = KindEmergency, PhaseCutting
 	}
+	internalAuth, err := r.needsInternalAuth(ctx)
+	if err != nil {
+		return err
+	}
 	now := r.now()
 	err = r.journal(ctx, l, func(j *Journal) {
 		*j = Journal{
-			RotationID: now.UTC().Format("20060102T150405Z") + "-" + newID()[:6], Kind: kind, Phase: phase,
+			InternalAuth: internalAuth,
+			RotationID:   now.UTC().Format("20060102T150405Z") + "-" + newID()[:6], Kind: kind, Phase: phase,
 			PendingKey: newKey, OldKey: cur.Key, BaseVersion: cur.Version, StartedAt: now,
 			PendingReadOnly: newRO, OldReadOnly: ro.Key, ReadOnlyBase: ro.Version,
+			OldFingerprint: r.fp(cur.Key), PendingFingerprint: r.fp(newKey),
 		}
 	})
 	if err != nil {
@@ -372,25 +434,44 @@ func (r *Rotator) readOnlyCurrent(ctx context.Context) (KeyRecord, error) {
 type DriftError struct {
 	Deployment string
 	Nodes      map[string]string // node -> what went wrong
+	Open       []string          // the nodes that are open (accept a key never issued)
 }
 
 func (e *DriftError) Error() string {
-	return fmt.Sprintf("deployment %s: %v: %v", e.Deployment, ErrDrift, e.Nodes)
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(e.Nodes)) {
+		reason := e.Nodes[name]
+		node, _, _ := strings.Cut(name, " ")
+		reason = strings.TrimPrefix(reason, "node "+node+": ")
+		reason = strings.ReplaceAll(reason, ": node "+node+": ", ": ")
+		parts = append(parts, name+": "+reason)
+	}
+	return fmt.Sprintf("deployment %s: %v: %s", e.Deployment, ErrDrift, strings.Join(parts, "; "))
 }
 
-// Is makes errors.Is(err, ErrDrift) hold.
-func (e *DriftError) Is(target error) bool { return target == ErrDrift }
+// Is makes errors.Is(err, ErrDrift) hold, and errors.Is(err, ErrOpen) when a node is open.
+func (e *DriftError) Is(target error) bool {
+	return target == ErrDrift || (target == ErrOpen && len(e.Open) > 0)
+}
 
 // checkAll proves that every node accepts key, waiting for nodes that are still starting.
 func (r *Rotator) checkAll(ctx context.Context, key Key) error {
 	drift := map[string]string{}
+	var open []string
 	for _, n := range r.nodes {
-		if err := r.waitAccepts(ctx, n, key); err != nil {
-			drift[n.Name()] = err.Error()
+		err := r.waitAccepts(ctx, n, key)
+		if err == nil {
+			err = r.refusesStrangers(ctx, n)
+		}
+		if err != nil {
+			drift[n.Name()] = r.downError(ctx, n, err).Error()
+		}
+		if errors.Is(err, ErrOpen) {
+			open = append(open, n.Name())
 		}
 	}
 	if len(drift) > 0 {
-		return &DriftError{Deployment: r.opt.Deployment, Nodes: drift}
+		return &DriftError{Deployment: r.opt.Deployment, Nodes: drift, Open: open}
 	}
 	return nil
 }
@@ -454,6 +535,8 @@ type target struct {
 	edit   func(Slots) Slots
 	accept []Key
 	refuse []Key
+	// allAtOnce: every node moves at the same time (the emergency cut), so no peer waits for the others.
+	allAtOnce bool
 }
 
 // keys drops unset keys (a deployment may have no read-only key).
@@ -505,7 +588,7 @@ func (r *Rotator) cutTarget(j Journal) target {
 		}
 		s.JWTRBAC = s.JWTRBAC || r.usesJWT()
 		return s
-	}, accept: keys(j.PendingKey, j.PendingReadOnly), refuse: keys(j.OldKey, j.OldReadOnly)}
+	}, accept: keys(j.PendingKey, j.PendingReadOnly), refuse: keys(j.OldKey, j.OldReadOnly), allAtOnce: true}
 }
 
 // swapped: with enforce_internal_auth, the new key primary (what peers now send each other) and the old one in the
@@ -530,7 +613,11 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target,
 		if len(remaining) == 0 {
 			break
 		}
-		n := r.orderNodes(ctx, remaining, t.accept[0])[0]
+		order, leader := r.orderNodes(ctx, remaining, t.accept[0])
+		n := order[0]
+		if n.Name() == leader {
+			r.emitJ(l.journal(), Event{Step: step, Node: n.Name(), Message: "the cluster's leader, restarted after its followers"})
+		}
 		// A stop request (SIGTERM) is honoured here, between nodes: a node step once begun is finished, so no
 		// node is left half-changed.
 		if err := context.Cause(ctx); err != nil {
@@ -541,11 +628,11 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target,
 		}
 		r.checkpoint(step + ":" + n.Name() + ":begin")
 		stepCtx := context.WithoutCancel(ctx)
-		if err := r.moveNode(stepCtx, l.journal(), n, t, rep); err != nil {
+		if err := r.moveNode(stepCtx, l, l.journal(), n, t, rep); err != nil {
 			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 		}
 		if r.opt.Cluster {
-			if err := r.waitSettled(stepCtx, "node "+n.Name()+" restarted", t.accept[0], r.nodes...); err != nil {
+			if err := r.waitSettled(stepCtx, "after node "+n.Name()+" restarted", t.accept[0], r.nodes...); err != nil {
 				return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 			}
 		}
@@ -563,16 +650,32 @@ func (r *Rotator) eachNode(ctx context.Context, l *lease, rep *Report, t target,
 
 // moveNode gives one node the slots of t unless it already has them and answers as wanted, restarts it, and checks
 // it.
-func (r *Rotator) moveNode(ctx context.Context, j Journal, n Node, t target, rep *Report) error {
+func (r *Rotator) moveNode(ctx context.Context, l *lease, j Journal, n Node, t target, rep *Report) error {
 	step, accept, refuse := t.step, t.accept, t.refuse
 	have, err := n.Keys(ctx)
 	if err != nil {
 		return err
 	}
 	want := t.edit(have)
-	if have.Equal(want) && r.answers(ctx, n, accept, refuse) == nil {
+	answered := r.answers(ctx, n, accept, refuse)
+	if have.Equal(want) && answered == nil {
+		if err := r.refusesStrangers(ctx, n); err != nil {
+			return err // a restart with the same configuration would not close it
+		}
 		r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "already done"})
 		return nil
+	}
+	if errors.Is(answered, ErrNodeDown) {
+		r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "the node was found stopped; the rotator starts it"})
+		rep.StartedNodes = append(rep.StartedNodes, n.Name())
+	}
+	if r.opt.Cluster && !t.allAtOnce && !errors.Is(answered, ErrNodeDown) {
+		if err := r.othersSettled(ctx, n, t.accept[0]); err != nil {
+			return err
+		}
+	}
+	if err := r.fence(ctx, l); err != nil {
+		return err
 	}
 	r.emitJ(j, Event{Step: step, Node: n.Name(), Message: "restarting: " + n.Method()})
 	if err := n.Apply(ctx, want); err != nil {
@@ -581,8 +684,11 @@ func (r *Rotator) moveNode(ctx context.Context, j Journal, n Node, t target, rep
 	rep.Restarts++
 	for _, k := range accept {
 		if err := r.waitAccepts(ctx, n, k); err != nil {
-			return err
+			return r.downError(ctx, n, err)
 		}
+	}
+	if err := r.refusesStrangers(ctx, n); err != nil {
+		return err // before the refuse checks: an open node accepts the old key too, and that is not why
 	}
 	if err := r.answers(ctx, n, nil, refuse); err != nil {
 		return err
@@ -591,8 +697,29 @@ func (r *Rotator) moveNode(ctx context.Context, j Journal, n Node, t target, rep
 	return nil
 }
 
+// fence proves, immediately before a node is changed, that this rotator still holds the lease: a check-and-set
+// write of the journal, which fails once another rotator has taken the lease (a rotator frozen past the TTL, then
+// resumed, stops here instead of applying stale slots). The write must also have taken less than half the TTL on
+// this process's monotonic clock, so the lease it renewed is still fresh whatever the wall clocks of the rotators
+// say; a slow write is repeated.
+func (r *Rotator) fence(ctx context.Context, l *lease) error {
+	for {
+		sent := time.Now() // elapsed time on the monotonic clock, not the deployment's Clock: a freeze counts
+		if err := r.journal(ctx, l, func(*Journal) {}); err != nil {
+			return err
+		}
+		if time.Since(sent) < r.opt.LeaseTTL/2 {
+			r.checkpoint("fenced")
+			return nil
+		}
+		r.opt.Logger.Warn("renewing the lease took over half its TTL; renewing again before changing a node", "deployment", r.opt.Deployment)
+	}
+}
+
 // answers checks once that n accepts every accept key and refuses every refuse key.
 func (r *Rotator) answers(ctx context.Context, n Node, accept, refuse []Key) error {
+	r.remember(accept...)
+	r.remember(refuse...)
 	for _, k := range accept {
 		if err := n.Probe(ctx, k); err != nil {
 			return fmt.Errorf("key %s: %w", r.fp(k), err)
@@ -612,6 +739,7 @@ func (r *Rotator) answers(ctx context.Context, n Node, accept, refuse []Key) err
 
 // waitAccepts waits (up to ReadyTimeout) until n accepts key; a rejection or a stopped node ends the wait at once.
 func (r *Rotator) waitAccepts(ctx context.Context, n Node, key Key) error {
+	r.remember(key)
 	return Retry(ctx, r.opt.ReadyTimeout, func() error {
 		err := n.Probe(ctx, key)
 		if errors.Is(err, ErrRejected) || errors.Is(err, ErrNodeDown) {
@@ -637,11 +765,12 @@ func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 		go func() {
 			defer wg.Done()
 			var local Report
-			if err := r.moveNode(context.WithoutCancel(ctx), j, n, t, &local); err != nil {
+			if err := r.moveNode(context.WithoutCancel(ctx), l, j, n, t, &local); err != nil {
 				errs[i] = fmt.Errorf("cut node %s: %w", n.Name(), err)
 			}
 			mu.Lock()
 			rep.Restarts += local.Restarts
+			rep.StartedNodes = append(rep.StartedNodes, local.StartedNodes...)
 			mu.Unlock()
 		}()
 	}
@@ -759,7 +888,7 @@ func (r *Rotator) grace(ctx context.Context, l *lease) error {
 		}
 	}
 	next := PhasePromoting
-	if r.opt.InternalAuth {
+	if j.InternalAuth {
 		next = PhaseSwapping
 	}
 	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.NodesDone = next, nil }); err != nil {
@@ -780,9 +909,16 @@ func (r *Rotator) unpromote(ctx context.Context, l *lease, rep *Report, cause er
 		}
 		restore := r.staged(j, "restore")
 		edit := restore.edit
-		restore.edit = func(s Slots) Slots { s = edit(s); s.APIKey, s.AltAPIKey = j.PendingKey, j.OldKey; return s }
+		restore.edit = func(s Slots) Slots {
+			if holds := keys(s.APIKey, s.AltAPIKey); len(holds) == 2 && slices.ContainsFunc(holds, j.PendingKey.Equal) && slices.ContainsFunc(holds, j.OldKey.Equal) {
+				return s // never promoted (it still holds both keys): nothing to restore
+			}
+			s = edit(s)
+			s.APIKey, s.AltAPIKey = j.PendingKey, j.OldKey
+			return s
+		}
 		restore.accept = keys(j.PendingKey, j.OldKey, j.OldReadOnly, j.Bridge)
-		if err := r.moveNode(ctx, j, n, restore, rep); err != nil {
+		if err := r.moveNode(ctx, l, j, n, restore, rep); err != nil {
 			return errors.Join(cause, fmt.Errorf("restore node %s: %w", n.Name(), err))
 		}
 	}
@@ -813,7 +949,23 @@ func (r *Rotator) retire(ctx context.Context, l *lease) error {
 			return fmt.Errorf("retire: %w", err)
 		}
 	}
-	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.Error = PhaseDone, "", "" }); err != nil {
+	// A full-access named key's record held the old admin key in its previous version: retired (and soft-deleted
+	// after the retention) like the admin record's.
+	for _, k := range r.opt.Keys {
+		if !k.Full {
+			continue
+		}
+		rec, err := r.store.ReadCurrent(ctx, r.opt.Deployment, k.Slot())
+		if err != nil {
+			return fmt.Errorf("retire named key %s: %w", k.Name, err)
+		}
+		if rec.RotationID == j.RotationID && rec.Version > 1 {
+			if err := r.store.Retire(ctx, r.opt.Deployment, k.Slot(), rec.Version-1, r.now()); err != nil {
+				return fmt.Errorf("retire named key %s: %w", k.Name, err)
+			}
+		}
+	}
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.Error = PhaseDone, "", ""; j.forgetKeys() }); err != nil {
 		return err
 	}
 	r.emitJ(j, Event{Step: "retired", Fingerprint: r.fp(j.OldKey), Message: "old key refused by every node and retired"})
@@ -832,6 +984,7 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 		return fmt.Errorf("rollback: the new key is already published (version %d); rerun to finish the rotation", cur.Version)
 	}
 	r.emitJ(j, Event{Step: "rollback", Fingerprint: r.fp(cur.Key), Message: "putting every node back on the current key: " + j.Error})
+	r.checkpoint("rolling back")
 	back := target{step: "rollback", edit: func(s Slots) Slots {
 		s.APIKey, s.AltAPIKey = cur.Key, Key{}
 		if r.opt.ReadOnly {
@@ -840,25 +993,32 @@ func (r *Rotator) rollback(ctx context.Context, l *lease, rep *Report) error {
 		return s
 	}, accept: keys(cur.Key, j.OldReadOnly), refuse: keys(j.PendingKey)}
 	stepCtx := context.WithoutCancel(ctx) // a rollback once begun is finished, whatever a stop request says
-	for _, n := range r.nodes {
+	order := r.nodes
+	if r.opt.Cluster {
+		order = r.downFirst(stepCtx, cur.Key)
+	}
+	for _, n := range order {
 		before := rep.Restarts
-		if err := r.moveNode(stepCtx, j, n, back, rep); err != nil {
+		if err := r.fence(stepCtx, l); err != nil { // between nodes: a rollback by a rotator that lost its lease stops
+			return fmt.Errorf("rollback: %w", err)
+		}
+		if err := r.moveNode(stepCtx, l, j, n, back, rep); err != nil {
 			return fmt.Errorf("rollback node %s: %w", n.Name(), err)
 		}
 		if r.opt.Cluster && rep.Restarts > before {
 			// Wait for the restarted node itself before the next goes down (other nodes may still be down).
-			if err := r.waitSettled(stepCtx, "node "+n.Name()+" rolled back", cur.Key, n); err != nil {
+			if err := r.waitSettled(stepCtx, "after node "+n.Name()+" rolled back", cur.Key, n); err != nil {
 				return fmt.Errorf("rollback: %w", err)
 			}
 		}
 	}
 	if r.opt.Cluster {
 		// Every node is back on the current key; the whole cluster must settle before the run ends.
-		if err := r.waitSettled(stepCtx, "the rollback", cur.Key, r.nodes...); err != nil {
+		if err := r.waitSettled(stepCtx, "after the rollback", cur.Key, r.nodes...); err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
 	}
-	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.NodesDone = PhaseRolledBack, "", nil }); err != nil {
+	if err := r.journal(ctx, l, func(j *Journal) { j.Phase, j.Node, j.NodesDone = PhaseRolledBack, "", nil; j.forgetKeys() }); err != nil {
 		return err
 	}
 	r.checkpoint("rolled_back")

@@ -55,12 +55,13 @@ func newBed(t *testing.T, n int) *bed {
 		t.Fatal(err)
 	}
 	b.k1 = k1
-	if _, err := b.store.Publish(context.Background(), "prod", SlotAdmin, KeyRecord{Key: k1, RotationID: "adopted"}, 0); err != nil {
+	if _, err := b.store.Publish(context.Background(), "prod", SlotAdmin, KeyRecord{Key: k1, RotationID: "adopted", Since: b.clock.Now()}, 0); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
 		node := newFakeNode("qdrant-"+string(rune('a'+i)), Slots{APIKey: k1})
 		node.onApply = b.checkInvariant
+		node.now = b.clock.Now
 		b.nodes = append(b.nodes, node)
 	}
 	return b
@@ -88,6 +89,12 @@ func (b *bed) checkInvariant() {
 
 func (b *bed) rotator(opts ...func(*Options)) *Rotator {
 	b.t.Helper()
+	return b.rotatorOn(b.store, opts...)
+}
+
+// rotatorOn is a rotator of the bed's nodes over another store (one wrapping the bed's).
+func (b *bed) rotatorOn(store Store, opts ...func(*Options)) *Rotator {
+	b.t.Helper()
 	fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
 	o := Options{
 		Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Clock: b.clock,
@@ -101,7 +108,7 @@ func (b *bed) rotator(opts ...func(*Options)) *Rotator {
 	for i, n := range b.nodes {
 		nodes[i] = n
 	}
-	r, err := New(b.store, nodes, o)
+	r, err := New(store, nodes, o)
 	if err != nil {
 		b.t.Fatal(err)
 	}

@@ -106,9 +106,34 @@ func (s Schedule) Allowed(t time.Time) bool {
 	return false
 }
 
+// NextAllowed is the first moment at or after t at which a rotation may start: t itself without windows or inside
+// one, else the start of the next window (as the zone's wall clock reads it; a window whose start a DST change
+// skips begins when the clock jumps into it). Zero if no window ever opens.
+func (s Schedule) NextAllowed(t time.Time) time.Time {
+	if s.Allowed(t) {
+		return t
+	}
+	lt := t.In(s.loc)
+	for d := 0; d <= 8; d++ {
+		var best time.Time
+		for _, w := range s.windows {
+			h, m, sec := int(w.Start/time.Hour), int(w.Start%time.Hour/time.Minute), int(w.Start%time.Minute/time.Second)
+			start := time.Date(lt.Year(), lt.Month(), lt.Day()+d, h, m, sec, 0, s.loc)
+			if start.After(t) && s.Allowed(start) && (best.IsZero() || start.Before(best)) {
+				best = start
+			}
+		}
+		if !best.IsZero() {
+			return best
+		}
+	}
+	return time.Time{}
+}
+
 func (w Window) contains(t time.Time) bool {
-	midnight := time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, t.Location())
-	off := t.Sub(midnight)
+	h, m, sec := t.Clock()
+	// The wall clock's time of day, not the time elapsed since midnight: they differ on the days DST changes.
+	off := time.Duration(h)*time.Hour + time.Duration(m)*time.Minute + time.Duration(sec)*time.Second
 	day := t.Weekday()
 	if w.End < w.Start && off < w.End { // the part after midnight belongs to the window that began the day before
 		day = (day + 6) % 7

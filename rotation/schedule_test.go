@@ -139,7 +139,8 @@ func waitRun(t *testing.T, m *Manager, id string, want RunState) {
 // A clock skew between the time Vault stores and ours must not make the max age rotate in a loop.
 func TestScheduleMaxAgeIgnoresClockSkew(t *testing.T) {
 	b := newBed(t, 2)
-	b.store.sinceSkew = -72 * time.Hour // whoever wrote the record had a clock three days behind ours
+	b.store.sinceSkew = -72 * time.Hour // whoever writes the record has a clock three days behind ours
+	b.clock.Add(2 * time.Hour)          // the key is older than its max age
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m := NewManager(ctx, nil, Hooks{})
@@ -199,5 +200,59 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestNextAllowedHonoursWindows(t *testing.T) {
+	night := Window{Days: []time.Weekday{time.Saturday, time.Sunday}, Start: 2 * time.Hour, End: 5 * time.Hour}
+	s, err := NewSchedule("d", ScheduleSpec{Cron: "0 12 * * *", Windows: []Window{night}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := func(v string) time.Time { tm, _ := time.Parse(time.RFC3339, v); return tm }
+	cases := map[string]string{
+		"2026-11-26T12:00:00Z": "2026-11-28T02:00:00Z", // Thursday noon: Saturday 02:00
+		"2026-11-28T03:00:00Z": "2026-11-28T03:00:00Z", // inside the window: at once
+		"2026-11-28T05:00:00Z": "2026-11-29T02:00:00Z", // Saturday after the window: Sunday
+		"2026-11-29T06:00:00Z": "2026-12-05T02:00:00Z", // Sunday after the window: next Saturday
+	}
+	for from, want := range cases {
+		if got := s.NextAllowed(at(from)); !got.Equal(at(want)) {
+			t.Errorf("NextAllowed(%s) = %s, want %s", from, got.UTC().Format(time.RFC3339), want)
+		}
+	}
+}
+
+// On the days a DST change moves the wall clock, a window is judged by the wall clock, not by time since midnight.
+func TestWindowsOnDSTChangeDays(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := Window{Start: 4 * time.Hour, End: 6 * time.Hour}
+	s, err := NewSchedule("d", ScheduleSpec{MaxAge: time.Hour, TimeZone: "Europe/Berlin", Windows: []Window{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		at   time.Time
+		want bool
+	}{
+		{time.Date(2026, 3, 29, 4, 30, 0, 0, berlin), true},   // spring forward: 4:30 on the wall is 3.5 h after midnight
+		{time.Date(2026, 3, 29, 6, 30, 0, 0, berlin), false},  // 5.5 h after midnight, but the wall says 6:30
+		{time.Date(2026, 10, 25, 4, 30, 0, 0, berlin), true},  // fall back: 5.5 h after midnight
+		{time.Date(2026, 10, 25, 3, 30, 0, 0, berlin), false}, // 4.5 h after midnight, but the wall says 3:30
+	}
+	for _, c := range cases {
+		if got := s.Allowed(c.at); got != c.want {
+			t.Errorf("Allowed(%s) = %v, want %v", c.at, got, c.want)
+		}
+	}
+	// The window opens at 04:00 on the wall on both days.
+	for _, from := range []time.Time{time.Date(2026, 3, 29, 1, 0, 0, 0, berlin), time.Date(2026, 10, 25, 1, 0, 0, 0, berlin)} {
+		want := time.Date(from.Year(), from.Month(), from.Day(), 4, 0, 0, 0, berlin)
+		if got := s.NextAllowed(from); !got.Equal(want) {
+			t.Errorf("NextAllowed(%s) = %s, want %s", from, got.In(berlin), want)
+		}
 	}
 }

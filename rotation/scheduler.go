@@ -30,7 +30,14 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 	pending := false // a cron time passed outside the allowed windows
 	for {
 		m.mu.Lock()
-		d.nextRun = next
+		switch {
+		case pending: // a cron time passed outside the windows: the next allowed moment
+			d.nextRun = d.schedule.NextAllowed(d.now())
+		case !next.IsZero():
+			d.nextRun = d.schedule.NextAllowed(next)
+		default:
+			d.nextRun = next
+		}
 		m.mu.Unlock()
 		wait := poll
 		if !next.IsZero() {
@@ -41,12 +48,14 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 			return
 		case <-d.rot.opt.Clock.After(wait):
 		}
+		m.checkOpen(name, d)
 		now := d.now()
 		if !next.IsZero() && !now.Before(next) {
 			pending, next = true, d.schedule.NextCron(now)
 		}
 		reason := m.due(name, d, now, pending)
 		if reason == "" {
+			m.refreshKeys(name, d)
 			continue
 		}
 		id, err := m.Start(name, Trigger{Actor: "schedule"})
@@ -66,6 +75,58 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 		}
 	}
 }
+
+// refreshKeys re-mints the deployment's JWT named keys that are near expiry, unless a run of it is in flight (that
+// run re-mints them), and keeps their states for the API and metrics.
+func (m *Manager) refreshKeys(name string, d *managed) {
+	if !d.rot.usesJWTKeys() {
+		return
+	}
+	m.mu.Lock()
+	if d.running != "" {
+		m.mu.Unlock()
+		return
+	}
+	d.running = refreshRunID
+	m.mu.Unlock()
+	states, n, err := d.rot.RefreshNamedKeys(m.ctx)
+	m.mu.Lock()
+	d.running = ""
+	if len(states) > 0 {
+		d.keys = states
+	}
+	m.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrLocked):
+	case err != nil:
+		m.logger.Warn("named keys near expiry could not be re-minted; will try again", "deployment", name, "error", err)
+	case n > 0:
+		m.logger.Info("named keys re-minted before they expire", "deployment", name, "keys", n)
+	}
+}
+
+// checkOpen probes the deployment's nodes with a key never issued, unless a run of it is in flight (the run checks
+// every node it touches), and keeps the result for the API and metrics.
+func (m *Manager) checkOpen(name string, d *managed) {
+	m.mu.Lock()
+	busy := d.running != ""
+	m.mu.Unlock()
+	if busy {
+		return
+	}
+	open := d.rot.OpenNodes(m.ctx)
+	for node, isOpen := range open {
+		if isOpen {
+			m.logger.Error("node is open: it accepts a key that was never issued, so it serves every request; run verify for the likely cause", "deployment", name, "node", node)
+		}
+	}
+	m.mu.Lock()
+	d.open = open
+	m.mu.Unlock()
+}
+
+// refreshRunID holds a deployment's single-flight slot while its named keys are re-minted.
+const refreshRunID = "named-key-refresh"
 
 // due says why the deployment should rotate now ("" = it should not).
 func (m *Manager) due(name string, d *managed, now time.Time, pending bool) string {

@@ -113,6 +113,8 @@ func (s *Store) ReadJournal(ctx context.Context, deployment string) (rotation.Jo
 	j := rotation.Journal{
 		Owner: f["owner"], RotationID: f["rotation_id"], Kind: rotation.Kind(f["kind"]), Phase: rotation.Phase(f["phase"]),
 		Node: f["node"], Error: f["error"], OpID: f["op_id"],
+		OldFingerprint: f["old_fingerprint"], PendingFingerprint: f["pending_fingerprint"],
+		InternalAuth: f["internal_auth"] == "true",
 	}
 	if f["nodes_done"] != "" {
 		j.NodesDone = strings.Split(f["nodes_done"], ",")
@@ -154,10 +156,13 @@ func (s *Store) WriteJournal(ctx context.Context, deployment string, j rotation.
 		"pending_read_only": j.PendingReadOnly.Reveal(), "old_read_only": j.OldReadOnly.Reveal(),
 		"read_only_base": strconv.Itoa(j.ReadOnlyBase), "bridge": j.Bridge.Reveal(),
 		"published_at": ts(j.PublishedAt), "started_at": ts(j.StartedAt), "updated_at": ts(j.UpdatedAt),
-		"error": j.Error, "op_id": j.OpID,
+		"error": j.Error, "op_id": j.OpID, "old_fingerprint": j.OldFingerprint, "pending_fingerprint": j.PendingFingerprint,
+		"internal_auth": strconv.FormatBool(j.InternalAuth),
 	}, cas)
-	if err == nil && cas == 0 {
-		err = s.requireCAS(ctx, path)
+	if err == nil && (cas == 0 || j.Phase.Final()) {
+		// One version only: a journal's earlier versions hold the keys of rotations that have ended. Check-and-set
+		// still works (version numbers keep counting); set again at each ending for journals made before.
+		err = s.keepOneVersion(ctx, path)
 	}
 	return version, err
 }

@@ -127,3 +127,43 @@ func TestStoreAgainstDevServer(t *testing.T) {
 		t.Errorf("a second reader got another fingerprint secret (%v)", err)
 	}
 }
+
+// A journal keeps one version: the versions written during a rotation (which hold its keys) are gone from Vault
+// once later versions are written, and check-and-set still counts versions.
+func TestJournalKeepsNoEarlierVersion(t *testing.T) {
+	srv := vaultdev.StartT(t)
+	ctx := context.Background()
+	store, err := New(Options{Address: srv.Addr, Token: srv.Token, Mount: "secret", Prefix: "qdrant"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, _ := rotation.NewKey()
+	v, err := store.WriteJournal(ctx, "prod", rotation.Journal{Phase: rotation.PhaseStaging, PendingKey: k, OldFingerprint: "fp:old"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err = store.WriteJournal(ctx, "prod", rotation.Journal{Phase: rotation.PhaseDone, OldFingerprint: "fp:old"}, v); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.WriteJournal(ctx, "prod", rotation.Journal{Phase: rotation.PhaseDone}, 1); !errors.Is(err, rotation.ErrConflict) {
+		t.Fatalf("stale journal write: %v, want ErrConflict", err)
+	}
+	if v, err = store.WriteJournal(ctx, "prod", rotation.Journal{Phase: rotation.PhaseDone, OldFingerprint: "fp:old"}, v); err != nil || v != 3 {
+		t.Fatalf("third write: version %d, %v", v, err)
+	}
+	raw, err := api.NewClient(&api.Config{Address: srv.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.SetToken(srv.Token)
+	for old := 1; old < v; old++ {
+		sec, err := raw.KVv2("secret").GetVersion(ctx, store.journalPath("prod"), old)
+		if err == nil && sec != nil && sec.Data != nil {
+			t.Errorf("journal version %d is still readable: %v", old, sec.Data["pending_key"] != "")
+		}
+	}
+	j, _, err := store.ReadJournal(ctx, "prod")
+	if err != nil || j.OldFingerprint != "fp:old" {
+		t.Errorf("journal %+v, %v", j, err)
+	}
+}

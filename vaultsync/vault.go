@@ -26,6 +26,12 @@ type Options struct {
 	Address string
 	// Token authenticates directly (else VAULT_TOKEN); ignored when AppRole is set.
 	Token string
+	// TokenFile holds the token instead (vault.token_file): read at Login, and read again whenever the token can no
+	// longer be renewed (revoked, past its max TTL), so a token a Vault Agent sink rewrites is picked up.
+	TokenFile string
+	// TokenFileRecheck is how long to wait before reading TokenFile again when the token in it cannot be renewed
+	// (default 30s).
+	TokenFileRecheck time.Duration
 	// AppRole, when set, logs in with AppRole instead.
 	AppRole *AppRole
 	// Kubernetes, when set, logs in with Kubernetes auth instead.
@@ -63,6 +69,8 @@ type Store struct {
 	retention time.Duration
 	appRole   *AppRole
 	k8s       *Kubernetes
+	tokenFile string
+	recheck   time.Duration
 }
 
 var _ rotation.Store = (*Store)(nil)
@@ -89,7 +97,8 @@ func New(opts Options) (*Store, error) {
 	// VAULT_WRAP_TTL would wrap every KV read; the rotator never wants that.
 	client.SetWrappingLookupFunc(func(string, string) string { return "" })
 	mount := strings.Trim(opts.Mount, "/")
-	return &Store{client: client, kv: client.KVv2(mount), mount: mount, prefix: strings.Trim(opts.Prefix, "/"), retention: opts.Retention, appRole: opts.AppRole, k8s: opts.Kubernetes}, nil
+	return &Store{client: client, kv: client.KVv2(mount), mount: mount, prefix: strings.Trim(opts.Prefix, "/"), retention: opts.Retention, appRole: opts.AppRole, k8s: opts.Kubernetes,
+		tokenFile: opts.TokenFile, recheck: cmp.Or(opts.TokenFileRecheck, 30*time.Second)}, nil
 }
 
 // Login logs in with AppRole or Kubernetes auth when configured (reading the secret id or the service account JWT
@@ -118,6 +127,17 @@ func (s *Store) login(ctx context.Context) (*api.Secret, error) {
 		}
 		path = "auth/" + cmp.Or(s.k8s.Mount, "kubernetes") + "/login"
 		body = map[string]any{"role": s.k8s.Role, "jwt": strings.TrimSpace(string(jwt))}
+	case s.tokenFile != "":
+		b, err := os.ReadFile(s.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault: token_file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return nil, fmt.Errorf("vault: token_file %s is empty", s.tokenFile)
+		}
+		s.client.SetToken(tok)
+		return nil, nil
 	default:
 		return nil, nil
 	}
@@ -142,6 +162,16 @@ func (s *Store) KeepLoggedIn(ctx context.Context, logger *slog.Logger) {
 		if err == nil && sec == nil {
 			// Plain token: renew it as itself if it is renewable, to get a secret the watcher can follow.
 			sec, err = s.client.Auth().Token().RenewSelfWithContext(ctx, 0)
+			if err != nil && s.tokenFile != "" {
+				// Not renewable (or no longer valid): read the file again later, it may hold a new token by then.
+				logger.Info("vault token from token_file is not renewable; reading the file again later", "error", err, "in", s.recheck)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(s.recheck):
+				}
+				continue
+			}
 			if err != nil {
 				logger.Info("vault token is not renewable; using it as it is", "error", err)
 				return
@@ -172,7 +202,7 @@ func (s *Store) KeepLoggedIn(ctx context.Context, logger *slog.Logger) {
 			}
 		}
 		w.Stop()
-		if s.appRole == nil && s.k8s == nil {
+		if s.appRole == nil && s.k8s == nil && s.tokenFile == "" {
 			return // nothing to log in again with
 		}
 	}
@@ -246,6 +276,16 @@ func (s *Store) Get(ctx context.Context, path string) (map[string]string, int, e
 func (s *Store) requireCAS(ctx context.Context, path string) error {
 	yes := true
 	if err := s.kv.PatchMetadata(ctx, path, api.KVMetadataPatchInput{CASRequired: &yes}); err != nil {
+		return fmt.Errorf("vault: metadata of %s/%s: %w", s.mount, path, classify(err))
+	}
+	return nil
+}
+
+// keepOneVersion sets cas_required and max_versions 1 on a record's metadata: Vault then keeps only its latest
+// version (older ones are removed at the next write).
+func (s *Store) keepOneVersion(ctx context.Context, path string) error {
+	yes, one := true, 1
+	if err := s.kv.PatchMetadata(ctx, path, api.KVMetadataPatchInput{CASRequired: &yes, MaxVersions: &one}); err != nil {
 		return fmt.Errorf("vault: metadata of %s/%s: %w", s.mount, path, classify(err))
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -23,6 +22,10 @@ import (
 // the process kills itself with SIGKILL right after the journal records that point, to prove crash safety.
 const crashHookEnv = "ROTATOR_TEST_CRASH_AT"
 
+// freezeHookEnv names a test-only hook: at that checkpoint the process stops itself with SIGSTOP (a rotator frozen
+// mid-rotation) and goes on where it was once it gets SIGCONT.
+const freezeHookEnv = "ROTATOR_TEST_FREEZE_AT"
+
 // app is one run of a command against a config file.
 type app struct {
 	cfg *config.Config
@@ -35,9 +38,10 @@ type app struct {
 	fp       rotation.Fingerprinter
 }
 
-// newApp loads the config and connects to Vault and Docker. createSecret allows creating the fingerprint secret in
-// Vault on first use (commands that change nothing never write).
-func newApp(ctx context.Context, c common, env func(string) string, logger *slog.Logger, createSecret bool) (*app, error) {
+// newApp loads the config and connects to Vault and Docker. The fingerprint secret is created in Vault by the first
+// command of all (a status, a dry run or a verify included: the one write they may make), so a key has the same
+// fingerprint from the very first command on.
+func newApp(ctx context.Context, c common, env func(string) string, logger *slog.Logger) (*app, error) {
 	cfg, err := config.Load(c.config)
 	if err != nil {
 		return nil, usageError{err}
@@ -51,13 +55,7 @@ func newApp(ctx context.Context, c common, env func(string) string, logger *slog
 		selected = []config.Deployment{*d}
 	}
 	opts := vaultsync.Options{Address: cfg.Vault.Address, Mount: cfg.Vault.Mount, Prefix: cfg.Vault.Prefix, Retention: cfg.Vault.Retention.Std()}
-	if cfg.Vault.TokenFile != "" {
-		tok, err := os.ReadFile(cfg.Vault.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("vault.token_file: %w", err)
-		}
-		opts.Token = strings.TrimSpace(string(tok))
-	}
+	opts.TokenFile = cfg.Vault.TokenFile // read at Login, and again when the token can no longer be renewed
 	if a := cfg.Vault.AppRole; a != nil {
 		roleID := a.RoleID
 		if a.RoleIDFile != "" {
@@ -80,7 +78,7 @@ func newApp(ctx context.Context, c common, env func(string) string, logger *slog
 		return nil, err
 	}
 	a := &app{cfg: cfg, selected: selected, logger: logger, env: env, store: store}
-	if a.fp, err = a.fingerprinter(ctx, createSecret); err != nil {
+	if a.fp, err = a.fingerprinter(ctx); err != nil {
 		return nil, err
 	}
 	if a.engine, err = qdrantctl.NewEngine(ctx); err != nil {
@@ -93,15 +91,10 @@ func (a *app) close() { a.engine.Close() }
 
 // fingerprinter returns the fingerprinter keyed by the secret kept in Vault; create=false (dry runs, status,
 // verify) never writes, falling back to a one-off secret when none exists yet.
-func (a *app) fingerprinter(ctx context.Context, create bool) (rotation.Fingerprinter, error) {
-	secret, err := a.store.FingerprintSecret(ctx, create)
-	if errors.Is(err, rotation.ErrNotFound) {
-		secret = make([]byte, 32)
-		_, _ = rand.Read(secret)
-		err = nil
-	}
+func (a *app) fingerprinter(ctx context.Context) (rotation.Fingerprinter, error) {
+	secret, err := a.store.FingerprintSecret(ctx, true)
 	if err != nil {
-		return rotation.Fingerprinter{}, err
+		return rotation.Fingerprinter{}, fmt.Errorf("the fingerprint secret (created in Vault by the first command that needs it): %w", err)
 	}
 	return rotation.NewFingerprinter(secret)
 }
@@ -161,14 +154,17 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 }
 
 func (a *app) crashHook() func(string) {
-	at := a.env(crashHookEnv)
-	if at == "" {
+	crashAt, freezeAt := a.env(crashHookEnv), a.env(freezeHookEnv)
+	if crashAt == "" && freezeAt == "" {
 		return nil
 	}
 	return func(point string) {
-		if point == at {
+		switch point {
+		case crashAt:
 			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // never go on past the point
+		case freezeAt:
+			_ = syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 		}
 	}
 }

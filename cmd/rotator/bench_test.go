@@ -85,7 +85,7 @@ func (f *fixture) waitAccepted(name string) {
 	f.t.Fatalf("node %s did not accept its key within 30s", name)
 }
 
-// acceptAll is a node that accepts every credential: the re-mint benchmark measures Vault publishing, not nodes.
+// acceptAll is a node that accepts every JWT: the re-mint benchmark measures Vault publishing, not nodes.
 type acceptAll struct{}
 
 func (acceptAll) Name() string                                 { return "bench-node" }
@@ -93,7 +93,13 @@ func (acceptAll) Method() string                               { return "none" }
 func (acceptAll) Keys(context.Context) (rotation.Slots, error) { return rotation.Slots{}, nil }
 func (acceptAll) Recover(context.Context) error                { return nil }
 func (acceptAll) Apply(context.Context, rotation.Slots) error  { return nil }
-func (acceptAll) Probe(context.Context, rotation.Key) error    { return nil }
+func (acceptAll) Probe(_ context.Context, k rotation.Key) error {
+	if strings.Count(k.Reveal(), ".") == 2 {
+		return nil // a JWT: accepted
+	}
+	return rotation.ErrUnauthorized // a plain key (the rotator's check with a key never issued): refused, not open
+}
+func (acceptAll) Diagnose(context.Context) rotation.Diagnosis { return rotation.Diagnosis{} }
 
 // BenchmarkRemint10000Keys re-mints and publishes 10,000 collection-scoped named keys against the Vault dev server:
 // first their creation, then a re-mint for a new admin key (what every rotation does). Target: <= 30 s.

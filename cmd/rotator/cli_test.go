@@ -3,23 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/qdrantrotator/rotator/rotation"
 )
 
 // TestBadConfigsAndFlags: each gets a precise error naming the field or flag, and exit code 2. None of these need
 // Vault or Docker: they fail before anything is contacted.
 func TestBadConfigsAndFlags(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, content string) string { return writeTestFile(t, dir, name, content) }
 	good := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"
 	cases := []struct {
 		name string
@@ -54,4 +51,25 @@ func TestBadConfigsAndFlags(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestDeploymentNamedOnceInErrors(t *testing.T) {
+	drift := &rotation.DriftError{Deployment: "prod", Nodes: map[string]string{"q0": "node q0: key rejected (HTTP 401)"}}
+	got := inDeployment("prod", drift).Error()
+	if strings.Count(got, "deployment prod") != 1 || strings.Contains(got, "map[") || strings.Count(got, "q0") != 1 {
+		t.Errorf("drift error %q: want the deployment and the node named once, no map dump", got)
+	}
+	if got := inDeployment("prod", errors.New("vault: sealed")).Error(); got != "deployment prod: vault: sealed" {
+		t.Errorf("plain error: %q", got)
+	}
+}
+
+// writeTestFile writes a file of the test's (mode 0600) and returns its path.
+func writeTestFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

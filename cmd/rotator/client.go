@@ -67,7 +67,10 @@ func remoteRotate(ctx context.Context, server, tokenFile, deployment string, req
 	fmt.Fprintf(stdout, "rotation %s accepted by %s\n", started.ID, server)
 	shown := 0
 	for {
-		var run rotation.Run
+		var run struct {
+			rotation.Run
+			ErrorClass string `json:"error_class"`
+		}
 		if status, err := call(http.MethodGet, "/v1/rotations/"+started.ID, nil, &run); err != nil || status != http.StatusOK {
 			return fmt.Errorf("daemon %s: follow %s: HTTP %d: %v", server, started.ID, status, err)
 		}
@@ -80,16 +83,7 @@ func remoteRotate(ctx context.Context, server, tokenFile, deployment string, req
 			if run.Plan != nil {
 				printPlan(stdout, *run.Plan)
 			}
-			switch run.State {
-			case rotation.RunCompleted, rotation.RunPlanned:
-				return nil
-			case rotation.RunRolledBack:
-				return fmt.Errorf("%w: %s", rotation.ErrRolledBack, run.Error)
-			case rotation.RunLocked:
-				return fmt.Errorf("%w: %s", rotation.ErrLocked, run.Error)
-			default:
-				return errors.New(run.Error)
-			}
+			return remoteOutcome(run.State, run.ErrorClass, run.Error)
 		}
 		select {
 		case <-ctx.Done():
@@ -98,3 +92,34 @@ func remoteRotate(ctx context.Context, server, tokenFile, deployment string, req
 		}
 	}
 }
+
+// remoteOutcome turns a finished remote run into the error a local rotation would have returned, so the exit code
+// is the same: the daemon's error_class names the sentinel the run's error wrapped.
+func remoteOutcome(state rotation.RunState, class, msg string) error {
+	var sentinel error
+	switch {
+	case state == rotation.RunCompleted, state == rotation.RunPlanned:
+		return nil
+	case state == rotation.RunRolledBack, class == rotation.ClassRolledBack:
+		sentinel = rotation.ErrRolledBack
+	case state == rotation.RunLocked, class == rotation.ClassLocked:
+		sentinel = rotation.ErrLocked
+	case class == rotation.ClassDrift:
+		sentinel = rotation.ErrDrift
+	case class == rotation.ClassClusterUnsafe:
+		sentinel = rotation.ErrClusterUnsafe
+	}
+	if msg == "" {
+		msg = fmt.Sprintf("remote rotation ended %s", state)
+	}
+	return remoteError{msg: msg, sentinel: sentinel}
+}
+
+// remoteError is a remote run's error text, wrapping the sentinel its class names (nil: a plain failure).
+type remoteError struct {
+	msg      string
+	sentinel error
+}
+
+func (e remoteError) Error() string { return e.msg }
+func (e remoteError) Unwrap() error { return e.sentinel }

@@ -66,7 +66,7 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, c, env, logger, !dryRun)
+	a, err := newApp(ctx, c, env, logger)
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 		}
 		if err != nil {
 			res.Error = err.Error()
-			errs = append(errs, fmt.Errorf("deployment %s: %w", d.Name, err))
+			errs = append(errs, inDeployment(d.Name, err))
 		}
 		results = append(results, res)
 	}
@@ -124,6 +124,14 @@ func cmdRotate(ctx context.Context, args []string, env func(string) string, stdo
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// inDeployment names the deployment in err unless err names it already.
+func inDeployment(name string, err error) error {
+	if strings.HasPrefix(err.Error(), "deployment "+name+":") || strings.HasPrefix(err.Error(), "deployment "+name+" ") {
+		return err
+	}
+	return fmt.Errorf("deployment %s: %w", name, err)
 }
 
 func withFP(msg, fp string) string {
@@ -158,6 +166,12 @@ func printReport(w io.Writer, r rotation.Report) {
 	fmt.Fprintf(w, "deployment %s: rotation %s %s (%s%s), %s -> %s, %d restarts of %d nodes in %s\n",
 		r.Deployment, r.RotationID, r.Outcome, r.Kind, map[bool]string{true: ", resumed", false: ""}[r.Resumed],
 		r.OldFingerprint, r.NewFingerprint, r.Restarts, len(r.Nodes), r.Finished.Sub(r.Started).Round(time.Millisecond))
+	if r.Escalated {
+		fmt.Fprintln(w, "  emergency: the interrupted scheduled rotation was turned into an emergency cut (no overlap)")
+	}
+	if len(r.StartedNodes) > 0 {
+		fmt.Fprintf(w, "  found stopped and started by the rotator: %s\n", strings.Join(r.StartedNodes, ", "))
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "  error: %s\n", r.Error)
 	}
@@ -177,7 +191,24 @@ func cmdStatus(ctx context.Context, args []string, env func(string) string, stdo
 		if s.LockedBy != "" {
 			text += fmt.Sprintf("; locked by %s until %s", s.LockedBy, s.LockedUntil.UTC().Format(time.RFC3339))
 		}
-		return s, text, err
+		if err != nil {
+			return s, text, err
+		}
+		keys, err := r.NamedKeys(ctx)
+		for _, k := range keys {
+			switch {
+			case k.Missing:
+				text += fmt.Sprintf("\n  named key %-16s not published yet", k.Name)
+			case k.Expires.IsZero():
+				text += fmt.Sprintf("\n  named key %-16s %s (%s)", k.Name, k.Fingerprint, k.Kind)
+			default:
+				text += fmt.Sprintf("\n  named key %-16s %s (%s), expires %s", k.Name, k.Fingerprint, k.Kind, k.Expires.UTC().Format(time.RFC3339))
+			}
+		}
+		return struct {
+			rotation.Status
+			NamedKeys []rotation.NamedKeyState `json:"named_keys,omitempty"`
+		}{s, keys}, text, err
 	})
 }
 
@@ -190,6 +221,16 @@ func cmdVerify(ctx context.Context, args []string, env func(string) string, stdo
 			fmt.Fprintf(&b, ", read-only credential %s", v.ReadOnly)
 		}
 		for _, n := range v.Nodes {
+			if n.Slot == rotation.SlotNone {
+				if n.Accepted {
+					fmt.Fprintf(&b, "\n  %-14s is OPEN: %s", n.Node, n.Error)
+				} else if n.Error != "" {
+					fmt.Fprintf(&b, "\n  %-14s could not be checked with a key never issued: %s", n.Node, n.Error)
+				} else {
+					fmt.Fprintf(&b, "\n  %-14s refuses a key never issued (401)", n.Node)
+				}
+				continue
+			}
 			if n.Accepted {
 				fmt.Fprintf(&b, "\n  %-14s accepts the %s credential", n.Node, n.Slot)
 			} else {
@@ -214,7 +255,7 @@ func eachDeployment(ctx context.Context, name string, args []string, env func(st
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, c, env, logger, false)
+	a, err := newApp(ctx, c, env, logger)
 	if err != nil {
 		return err
 	}
@@ -229,7 +270,7 @@ func eachDeployment(ctx context.Context, name string, args []string, env func(st
 		}
 		v, text, err := do(ctx, r)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("deployment %s: %w", d.Name, err))
+			errs = append(errs, inDeployment(d.Name, err))
 		}
 		out = append(out, v)
 		if c.output == "text" {

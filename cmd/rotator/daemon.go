@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -28,7 +30,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 		return err
 	}
 	logger = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := newApp(ctx, c, env, logger, true)
+	a, err := newApp(ctx, c, env, logger)
 	if err != nil {
 		return err
 	}
@@ -59,13 +61,8 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 			return err
 		}
 		var sched *rotation.Schedule
-		if dep.Schedule != "" || dep.MaxAge > 0 {
-			spec := rotation.ScheduleSpec{Cron: dep.Schedule, TimeZone: dep.TimeZone, Jitter: dep.Jitter.Std(), MaxAge: dep.MaxAge.Std()}
-			for _, w := range dep.Windows {
-				days, span, _ := w.Parse() // checked by config validation
-				spec.Windows = append(spec.Windows, rotation.Window{Days: days, Start: span[0], End: span[1]})
-			}
-			s, err := rotation.NewSchedule(dep.Name, spec)
+		if spec, ok := dep.ScheduleSpec(); ok {
+			s, err := rotation.NewSchedule(dep.Name, spec) // config validation compiled this same spec
 			if err != nil {
 				return usageError{fmt.Errorf("deployment %s: %w", dep.Name, err)}
 			}
@@ -81,8 +78,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 		case t.File != "":
 			src.Read = daemon.FileToken(t.File)
 		case t.Env != "":
-			v := env(t.Env)
-			src.Read = func(context.Context) (string, error) { return v, nil }
+			src.Read = daemon.EnvToken(t.Env, env) // read at each re-read: an unset variable grants nothing
 		default:
 			path := t.Vault
 			src.Read = func(ctx context.Context) (string, error) { return a.store.Field(ctx, path, "token") }
@@ -90,18 +86,26 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 		sources = append(sources, src)
 	}
 	handler := daemon.NewHandler(daemon.Options{
-		Manager: mgr, Tokens: daemon.NewTokens(sources, 5*time.Second), Metrics: metrics.Handler(),
-		Ready: func(ctx context.Context) error { return a.store.Ping(ctx) },
+		Manager: mgr, Tokens: daemon.NewTokens(sources, 5*time.Second, logger), Metrics: metrics.Handler(), Logger: logger,
+		Ready: func(ctx context.Context) error { return vaultReady(ctx, a.store, a.selected[0].Name) },
 	})
+	var tlsCfg *tls.Config
+	if d.TLS != nil {
+		cert, err := tls.LoadX509KeyPair(d.TLS.CertFile, d.TLS.KeyFile)
+		if err != nil {
+			return fmt.Errorf("daemon.tls: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("daemon.listen %s: %w", listen, err)
 	}
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: handler, TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() {
-		if d.TLS != nil {
-			serveErr <- srv.ServeTLS(ln, d.TLS.CertFile, d.TLS.KeyFile)
+		if tlsCfg != nil {
+			serveErr <- srv.ServeTLS(ln, "", "")
 		} else {
 			serveErr <- srv.Serve(ln)
 		}
@@ -112,11 +116,12 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	mgr.RunSchedules(d.PollInterval.Std())
 	logger.Info("daemon started", "listen", ln.Addr().String(), "deployments", len(a.selected))
 
+	var failed error
 	select {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		if !errors.Is(err, http.ErrServerClosed) {
-			logger.Error("API server failed", "error", err)
+			failed = fmt.Errorf("API server: %w", err) // exit 1, not 0: the daemon did not stop by request
 		}
 	}
 	logger.Info("stopping: running rotations finish their node step or stop at the next safe point")
@@ -127,5 +132,27 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	mgr.Wait()
 	session.Wait()
 	logger.Info("stopped")
+	return failed
+}
+
+// readinessStore is what /readyz asks Vault.
+type readinessStore interface {
+	Ping(ctx context.Context) error
+	ReadJournal(ctx context.Context, deployment string) (rotation.Journal, int, error)
+}
+
+// vaultReady says whether Vault can serve the daemon now: it answers, it is unsealed, and the daemon's token can
+// still act (an authenticated read of a record the daemon needs: an expired, revoked or denied token fails it).
+func vaultReady(ctx context.Context, s readinessStore, deployment string) error {
+	if err := s.Ping(ctx); err != nil {
+		reason := "unreachable"
+		if strings.Contains(err.Error(), "sealed") { // vaultsync.Store.Ping: "vault is sealed"
+			reason = "sealed"
+		}
+		return &daemon.NotReadyError{Reason: reason, Err: err}
+	}
+	if _, _, err := s.ReadJournal(ctx, deployment); err != nil {
+		return &daemon.NotReadyError{Reason: "token", Err: fmt.Errorf("authenticated read with the daemon's token: %w", err)}
+	}
 	return nil
 }

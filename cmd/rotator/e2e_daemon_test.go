@@ -155,7 +155,9 @@ func TestDaemonAPI(t *testing.T) {
     - {url: ` + hook.URL + `, secret_file: hook.secret}
 `})
 	admin, reader := randomHex(16), randomHex(16)
-	for name, v := range map[string]string{"admin.token": admin, "hook.secret": string(secret)} {
+	// The daemon logs in with a child token of its own, revoked at the end to see /readyz report it.
+	daemonToken := childToken(t, f)
+	for name, v := range map[string]string{"admin.token": admin, "hook.secret": string(secret), "token": daemonToken} {
 		if err := os.WriteFile(filepath.Join(f.dir, name), []byte(v+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -244,6 +246,28 @@ func TestDaemonAPI(t *testing.T) {
 		}
 	}
 
+	// A Vault token that can no longer act makes the daemon not ready; /readyz (no token) says so without Vault's
+	// error text or address.
+	vaultCall(t, f, "auth/token/revoke", `{"token": "`+daemonToken+`"}`)
+	var ready map[string]string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := d.request(t, http.MethodGet, "/readyz", "", "", &ready)
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d after the daemon's Vault token was revoked", code)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if ready["error"] != "vault not ready" || ready["reason"] != "token" {
+		t.Errorf("/readyz with a revoked token: %v, want vault not ready, reason token", ready)
+	}
+	if body, _ := json.Marshal(ready); strings.Contains(string(body), strings.TrimPrefix(f.vault.Addr, "http://")) || strings.Contains(string(body), "denied") {
+		t.Errorf("/readyz shows Vault's error: %s", body)
+	}
+
 	// Audit events: the log stream and the webhook both saw a key's whole life, signed.
 	d.stop(t)
 	kinds := map[string]int{}
@@ -273,12 +297,12 @@ func TestDaemonAPI(t *testing.T) {
 	f.assertNoLeak(cur.Key, f.journal().PendingKey)
 }
 
-// TestDaemonSchedules: a schedule firing every few seconds rotates twice in a row; a key older than its max age at
-// start-up is rotated once, not in a loop.
+// TestDaemonSchedules: a schedule due every few seconds (a short max age: cron schedules may not fire more often than
+// once a minute) rotates twice in a row; a key older than its max age at start-up is rotated once, not in a loop.
 func TestDaemonSchedules(t *testing.T) {
 	t.Run("every few seconds", func(t *testing.T) {
 		f := newFixture(t, fixtureOpts{nodes: 2, mode: "file", grace: "0s", top: "daemon:\n  poll_interval: 200ms\n",
-			extra: "    schedule: \"@every 4s\"\n"})
+			extra: "    schedule: \"0 3 * * 0\"\n    max_age: 4s\n"})
 		d := startDaemon(t, f, nil)
 		deadline := time.Now().Add(40 * time.Second)
 		for f.current().Version < 3 && time.Now().Before(deadline) {
@@ -332,8 +356,58 @@ func TestRemoteRotate(t *testing.T) {
 	if v := f.current().Version; v != 2 {
 		t.Errorf("Vault version %d, want 2", v)
 	}
+	rotated := f.current()
+
+	// Drift: Vault's current key is one no node has. The remote rotation exits 4, as a local one does.
+	stray, err := rotation.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Publish(context.Background(), deployment, rotation.SlotAdmin, rotation.KeyRecord{Key: stray, Since: time.Now(), RotationID: "drift-test"}, rotated.Version); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	errOut.Reset()
+	code = run(context.Background(), []string{"rotate", "--server", d.url, "--token-file", token, "--deployment", deployment}, func(string) string { return "" }, &out, &errOut)
+	if code != exitDrift || !strings.Contains(errOut.String(), "drift") {
+		t.Errorf("remote rotate against drift exited %d, want %d:\n%s%s", code, exitDrift, out.String(), errOut.String())
+	}
 	f.mu.Lock()
 	f.outputs.WriteString(out.String() + errOut.String())
 	f.mu.Unlock()
-	f.assertNoLeak(f.current().Key)
+	f.assertNoLeak(rotated.Key, stray)
+}
+
+// childToken makes a Vault token (a child of the root token, so with its policies) the test can revoke.
+func childToken(t *testing.T, f *fixture) string {
+	t.Helper()
+	var created struct {
+		Auth struct {
+			ClientToken string `json:"client_token"`
+		} `json:"auth"`
+	}
+	if err := json.Unmarshal(vaultCall(t, f, "auth/token/create", `{"ttl": "1h"}`), &created); err != nil || created.Auth.ClientToken == "" {
+		t.Fatalf("create a Vault token: %v", err)
+	}
+	return created.Auth.ClientToken
+}
+
+// vaultCall POSTs body to Vault's API path with the root token and returns the answer.
+func vaultCall(t *testing.T, f *fixture, path, body string) []byte {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, f.vault.Addr+"/v1/"+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Vault-Token", f.vault.Token)
+	resp, err := f.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("vault %s: HTTP %d: %s", path, resp.StatusCode, data)
+	}
+	return data
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +72,11 @@ type fixtureOpts struct {
 	cluster, internalAuth bool
 	// readyTimeout is the deployment's ready_timeout (default 30s).
 	readyTimeout string
+	// user runs the nodes as this user ("uid:gid"), their storage folders owned by it.
+	user string
+	// fileMode is the mode of each node's local.yaml in file mode (default 0600), owned by root as an operator
+	// running the rotator as root would have written it.
+	fileMode os.FileMode
 }
 
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
@@ -137,8 +143,15 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 			}
 		}
 		// Storage on a bind mount, as any real deployment has it: a recreated container keeps its points.
+		storage := t.TempDir()
+		if o.user != "" {
+			uid, gid, _ := strings.Cut(o.user, ":")
+			if err := os.Chown(storage, atoiT(t, uid), atoiT(t, cmp.Or(gid, "0"))); err != nil {
+				t.Fatal(err)
+			}
+		}
 		spec := harness.NodeSpec{Args: args, Name: name, Image: image, Env: append(append([]string(nil), nodeEnv...), o.env[i]...), Scheme: f.scheme,
-			Binds: append([]string{t.TempDir() + ":/qdrant/storage"}, binds...)}
+			Binds: append([]string{storage + ":/qdrant/storage"}, binds...), User: o.user}
 		switch o.mode {
 		case "env":
 			spec.Env = append(spec.Env, "QDRANT__SERVICE__API_KEY="+f.k1.Reveal())
@@ -153,6 +166,9 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 				content += "  read_only_api_key: " + f.r1.Reveal() + "\n"
 			}
 			if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, cmp.Or(o.fileMode, 0o600)); err != nil {
 				t.Fatal(err)
 			}
 			spec.Binds = append(spec.Binds, path+":/qdrant/config/local.yaml")
@@ -503,9 +519,29 @@ func (f *fixture) assertFileKept() {
 			if st.Mode().Perm() != 0o600 {
 				f.t.Errorf("%s has mode %v, want 0600", m.Source, st.Mode().Perm())
 			}
-			if _, err := os.Stat(m.Source + ".prev"); err != nil {
-				f.t.Errorf("no previous copy kept beside %s", m.Source)
+			// No copy, backup or temporary file beside it, and none holding the retired key.
+			entries, err := os.ReadDir(filepath.Dir(m.Source))
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			for _, e := range entries {
+				other := filepath.Join(filepath.Dir(m.Source), e.Name())
+				if e.Name() != filepath.Base(m.Source) {
+					f.t.Errorf("%s left beside the config file (want no .prev, no temporary file)", other)
+				}
+				if b, err := os.ReadFile(other); err == nil && strings.Contains(string(b), f.k1.Reveal()) {
+					f.t.Errorf("%s still holds the retired key", other)
+				}
 			}
 		}
 	}
+}
+
+func atoiT(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q: %v", s, err)
+	}
+	return n
 }

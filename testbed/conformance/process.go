@@ -64,14 +64,35 @@ func (p *processTarget) StartFailing(t *testing.T, s Setup) (int, string) {
 // launch prepares a node's directory and port and starts its process without waiting for readiness.
 func (p *processTarget) launch(t *testing.T, s Setup) *processNode {
 	t.Helper()
-	dir := t.TempDir()
+	n := &processNode{target: p, setup: s, dir: nodeDir(t, s.User), port: freePort(t), logs: &syncbuf.Buffer{}}
 	for rel, content := range s.Files {
-		writeFile(t, dir, rel, content)
+		n.WriteFile(t, rel, content)
 	}
-	n := &processNode{target: p, setup: s, dir: dir, port: freePort(t), logs: &syncbuf.Buffer{}}
 	t.Cleanup(n.kill)
 	n.start(t)
 	return n
+}
+
+// nodeDir returns the working directory of a new node. For a node run as another user it is a folder of its own
+// under os.TempDir() (t.TempDir()'s parents are private to the test's user), owned by that user so that the node
+// can create its storage, and removed when the test ends.
+func nodeDir(t *testing.T, user *UserID) string {
+	t.Helper()
+	if user == nil {
+		return t.TempDir()
+	}
+	dir, err := os.MkdirTemp("", "conformance-node-")
+	if err != nil {
+		t.Fatalf("node folder: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("node folder: %v", err)
+	}
+	if err := os.Chown(dir, user.UID, user.GID); err != nil {
+		t.Fatalf("node folder for uid %d gid %d: %v", user.UID, user.GID, err)
+	}
+	return dir
 }
 
 // processNode is one node run by processTarget.
@@ -117,6 +138,13 @@ func (n *processNode) start(t *testing.T) {
 	cmd := exec.Command(n.target.binary, n.setup.Args...)
 	cmd.Dir = n.dir
 	cmd.Env = n.env()
+	if u := n.setup.User; u != nil && (u.UID != os.Geteuid() || u.GID != os.Getegid()) {
+		if os.Geteuid() != 0 {
+			t.Fatalf("running a node as uid %d gid %d needs a test running as root (euid %d)", u.UID, u.GID, os.Geteuid())
+		}
+		// No supplementary groups: root's would let the node read files through their group.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(u.UID), Gid: uint32(u.GID), Groups: []uint32{}}}
+	}
 	cmd.Stdout = n.logs
 	cmd.Stderr = n.logs
 	if err := cmd.Start(); err != nil {
@@ -224,9 +252,25 @@ func (n *processNode) Restart(t *testing.T) {
 	n.waitReady(t)
 }
 
+// WriteFile writes the file with the owner and mode the setup gives it: Setup.Owners, else the node's user (if
+// any) and 0600.
 func (n *processNode) WriteFile(t *testing.T, rel, content string) {
 	t.Helper()
-	writeFile(t, n.dir, rel, content)
+	p := writeFile(t, n.dir, rel, content)
+	owner, ok := n.setup.Owners[rel]
+	switch {
+	case ok:
+	case n.setup.User != nil:
+		owner = FileOwner{UID: n.setup.User.UID, GID: n.setup.User.GID, Mode: 0o600}
+	default:
+		return
+	}
+	if err := os.Chown(p, owner.UID, owner.GID); err != nil {
+		t.Fatalf("owner of %s: %v", rel, err)
+	}
+	if err := os.Chmod(p, owner.Mode); err != nil {
+		t.Fatalf("mode of %s: %v", rel, err)
+	}
 }
 
 func (n *processNode) Logs() string { return n.logs.String() }
@@ -246,9 +290,9 @@ func (n *processNode) kill() {
 	<-r.done
 }
 
-// writeFile writes content to dir/rel, creating parent directories. The file is written to a temporary
-// name and renamed, so a running node never reads half a file.
-func writeFile(t *testing.T, dir, rel, content string) {
+// writeFile writes content to dir/rel, creating parent directories, and returns its path. The file is written
+// to a temporary name and renamed, so a running node never reads half a file.
+func writeFile(t *testing.T, dir, rel, content string) string {
 	t.Helper()
 	if filepath.IsAbs(rel) || !filepath.IsLocal(rel) {
 		t.Fatalf("file path %q must be relative and stay inside the working directory", rel)
@@ -264,6 +308,7 @@ func writeFile(t *testing.T, dir, rel, content string) {
 	if err := os.Rename(tmp, p); err != nil {
 		t.Fatalf("rename %s: %v", rel, err)
 	}
+	return p
 }
 
 // freePort returns a port on 127.0.0.1 that was free a moment ago.

@@ -44,6 +44,10 @@ func standinBinary(t *testing.T) string {
 			return
 		}
 		standin.bin = filepath.Join(standin.dir, "qdrant-standin")
+		// Nodes run as another user (Setup.User) must reach the binary.
+		if standin.err = os.Chmod(standin.dir, 0o755); standin.err != nil {
+			return
+		}
 		cmd := exec.Command("go", "build", "-o", standin.bin, standinPkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()

@@ -9,7 +9,7 @@ import (
 )
 
 // MinCases is the least number of cases Run holds; TestCaseCount keeps the suite from shrinking below it.
-const MinCases = 35
+const MinCases = 96
 
 // testCase is one fact of ../shared/specs/qdrant.md checked against a node.
 type testCase struct {
@@ -39,6 +39,7 @@ type fixture struct {
 func groups() []group {
 	return []group{
 		configGroup(),
+		layersGroup(),
 		envGroup(),
 		reloadGroup(),
 		authGroup(),
@@ -47,6 +48,7 @@ func groups() []group {
 		sameKeyGroup(),
 		tlsGroup(),
 		persistenceGroup(),
+		openGroup(),
 	}
 }
 

@@ -3,7 +3,10 @@
 // Docker, or a real qdrant/qdrant image named by QDRANT_IMAGE.
 package conformance
 
-import "testing"
+import (
+	"io/fs"
+	"testing"
+)
 
 // Setup describes how one node is started.
 type Setup struct {
@@ -16,6 +19,24 @@ type Setup struct {
 	Args []string
 	// TLS says the node serves HTTPS (service.enable_tls is set by the test through Files or Env).
 	TLS bool
+	// User, when set, runs the node as that user and group (Docker's --user uid:gid). nil keeps the target's
+	// default: the image's user (root) in a container, the test's own user for a process. With a User, Files
+	// belong to that user and the node can write its storage; running a process as another user needs a test
+	// running as root.
+	User *UserID
+	// Owners gives some of Files (same relative names) another owner and mode than the default (the node's
+	// user, 0600), for example a root-owned 0600 config/local.yaml that a node running as uid 1000 cannot read.
+	// A container target mounts such files from the host.
+	Owners map[string]FileOwner
+}
+
+// UserID is a numeric user and group.
+type UserID struct{ UID, GID int }
+
+// FileOwner is the owner and the exact permission bits of a file of Setup.Files.
+type FileOwner struct {
+	UID, GID int
+	Mode     fs.FileMode
 }
 
 // Target starts nodes of one implementation. Every node it starts is removed when the test ends.

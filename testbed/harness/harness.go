@@ -1,7 +1,8 @@
 // Package harness runs Qdrant stand-in containers (or any Qdrant image) on the real Docker Engine for tests and the
 // demo: it builds the stand-in image, creates a network per run, publishes each node's REST port on 127.0.0.1 only,
 // and removes every container, network and volume it made. Everything it creates carries the label Label plus the
-// creating process id, so a crashed run's leftovers are removed by the next run.
+// creating process id, so a crashed run's leftovers are removed by the next run; so do the host folders it makes
+// for bind-mounted files and storage (os.TempDir()/qdrant-testbed-<pid>-<run>).
 package harness
 
 import (
@@ -17,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -109,8 +111,9 @@ type Harness struct {
 	network string // id
 	netName string
 
-	mu  sync.Mutex
-	seq int
+	mu      sync.Mutex
+	seq     int
+	hostDir string // made on first use by hostFolder, removed by Close
 }
 
 // New connects to the Docker Engine, removes leftovers of crashed earlier runs, and creates a network for this run.
@@ -175,7 +178,43 @@ func Sweep(ctx context.Context, eng *qdrantctl.Engine, all bool) error {
 			errs = append(errs, eng.RemoveVolume(ctx, v.ID))
 		}
 	}
+	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), hostDirPrefix+"*"))
+	errs = append(errs, err)
+	for _, d := range dirs {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(d), hostDirPrefix), "-")
+		if pid, err := strconv.Atoi(pidText); err == nil && (all || !processAlive(pid)) {
+			errs = append(errs, os.RemoveAll(d))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// hostDirPrefix starts the name of a run's host folder, followed by "<pid>-<run>".
+const hostDirPrefix = "qdrant-testbed-"
+
+// hostFolder returns a new folder for one node under the run's host folder, creating both as needed. Every level
+// is mode 0755 so that a container user other than root can reach what is mounted from it.
+func (h *Harness) hostFolder(node string) (string, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.hostDir == "" {
+		dir := filepath.Join(os.TempDir(), fmt.Sprintf("%s%d-%s", hostDirPrefix, os.Getpid(), h.run))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			return "", fmt.Errorf("create host folder of run %s: %w", h.run, err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil { // whatever the umask
+			return "", fmt.Errorf("create host folder of run %s: %w", h.run, err)
+		}
+		h.hostDir = dir
+	}
+	dir := filepath.Join(h.hostDir, node)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create host folder of node %s: %w", node, err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("create host folder of node %s: %w", node, err)
+	}
+	return dir, nil
 }
 
 func processAlive(pid int) bool {
@@ -196,6 +235,12 @@ func (h *Harness) Close(ctx context.Context) error {
 	}
 	errs = append(errs, h.Engine.RemoveNetwork(ctx, h.network))
 	errs = append(errs, h.Engine.Close())
+	h.mu.Lock()
+	if h.hostDir != "" {
+		errs = append(errs, os.RemoveAll(h.hostDir))
+		h.hostDir = ""
+	}
+	h.mu.Unlock()
 	return errors.Join(errs...)
 }
 
@@ -206,13 +251,36 @@ type NodeSpec struct {
 	Image string
 	Env   []string
 	Args  []string
-	// Files are copied under /qdrant before the first start (e.g. "config/local.yaml").
+	// Files are copied under /qdrant before the first start (e.g. "config/local.yaml"), owned by root with mode
+	// 0600: a User other than root cannot read them (use HostFiles).
 	Files map[string]string
 	// Binds are bind mounts ("host:container[:options]").
 	Binds []string
+	// HostFiles are written on the host, with the owner and mode given, and bind-mounted one by one at
+	// /qdrant/<name> (e.g. "config/local.yaml"), the way file-mode deployments mount local.yaml.
+	HostFiles map[string]HostFile
+	// User is the container's user, "uid" or "uid:gid" (docker run --user; the group is 0 when omitted, as for any
+	// uid the image does not name). Empty keeps the image's user: root, in the stand-in image as in Qdrant's
+	// default one, whose /qdrant (and so the storage folder the node creates) belongs to root. So with a user
+	// other than root and nothing in Binds at /qdrant/storage, the harness bind-mounts a storage folder it creates
+	// on the host and gives to that user and group. (A new named volume there would belong to root: the stand-in
+	// image has no /qdrant/storage whose owner Docker could copy.)
+	User string
 	// Scheme is "http" (default) or "https".
 	Scheme string
 }
+
+// HostFile is a file of NodeSpec.HostFiles.
+type HostFile struct {
+	Content string
+	// UID and GID own the file (0 is root; changing the owner needs the test to run as root).
+	UID, GID int
+	// Mode is the file's permission bits, exactly (0 is 0000).
+	Mode os.FileMode
+}
+
+// storagePath is where Qdrant keeps its data in its image (storage.storage_path ./storage under /qdrant).
+const storagePath = "/qdrant/storage"
 
 // Node is one container of the run.
 type Node struct {
@@ -223,6 +291,8 @@ type Node struct {
 
 	h      *Harness
 	scheme string
+	// hostFiles maps a HostFiles name to its path on the host.
+	hostFiles map[string]string
 }
 
 // Create creates a node container without starting it.
@@ -234,14 +304,18 @@ func (h *Harness) Create(ctx context.Context, spec NodeSpec) (*Node, error) {
 		name = fmt.Sprintf("qdrant-%s-%d", h.run, h.seq)
 		h.mu.Unlock()
 	}
+	binds, hostFiles, err := h.hostMounts(name, spec)
+	if err != nil {
+		return nil, err
+	}
 	id, err := h.Engine.CreateContainer(ctx, qdrantctl.ContainerSpec{
-		Name: name, Image: spec.Image, Env: spec.Env, Cmd: spec.Args, Labels: h.labels(),
-		Network: h.netName, Aliases: []string{name}, Publish: []int{RESTPort}, Binds: spec.Binds,
+		Name: name, Image: spec.Image, Env: spec.Env, Cmd: spec.Args, Labels: h.labels(), User: spec.User,
+		Network: h.netName, Aliases: []string{name}, Publish: []int{RESTPort}, Binds: binds,
 	})
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{ID: id, Name: name, h: h, scheme: spec.Scheme}
+	n := &Node{ID: id, Name: name, h: h, scheme: spec.Scheme, hostFiles: hostFiles}
 	if n.scheme == "" {
 		n.scheme = "http"
 	}
@@ -251,6 +325,92 @@ func (h *Harness) Create(ctx context.Context, spec NodeSpec) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// hostMounts writes the spec's HostFiles and, for a user other than root without a storage mount, a storage
+// folder owned by that user, under a host folder of the node; it returns the spec's Binds plus theirs, and where
+// each host file is.
+func (h *Harness) hostMounts(node string, spec NodeSpec) ([]string, map[string]string, error) {
+	binds := append([]string(nil), spec.Binds...)
+	uid, gid, err := parseUser(spec.User)
+	if err != nil {
+		return nil, nil, err
+	}
+	needStorage := uid != 0 && !bindsTarget(spec.Binds, storagePath)
+	if len(spec.HostFiles) == 0 && !needStorage {
+		return binds, nil, nil
+	}
+	dir, err := h.hostFolder(node)
+	if err != nil {
+		return nil, nil, err
+	}
+	paths := map[string]string{}
+	for name, f := range spec.HostFiles {
+		if !filepath.IsLocal(name) {
+			return nil, nil, fmt.Errorf("host file %q of node %s: the name must stay inside /qdrant", name, node)
+		}
+		p := filepath.Join(dir, "files", name)
+		if err := writeHostFile(p, f); err != nil {
+			return nil, nil, fmt.Errorf("host file %s of node %s: %w", name, node, err)
+		}
+		paths[filepath.Clean(name)] = p
+		binds = append(binds, p+":/qdrant/"+filepath.ToSlash(name))
+	}
+	if needStorage {
+		p := filepath.Join(dir, "storage")
+		if err := os.Mkdir(p, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("storage folder of node %s: %w", node, err)
+		}
+		if err := os.Chown(p, uid, gid); err != nil {
+			return nil, nil, fmt.Errorf("storage folder of node %s for user %s: %w", node, spec.User, err)
+		}
+		binds = append(binds, p+":"+storagePath)
+	}
+	return binds, paths, nil
+}
+
+// writeHostFile creates (or replaces the content of) a file with the owner and mode asked for; its folders are
+// made 0755, so that any user can reach it.
+func writeHostFile(p string, f HostFile) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(p, []byte(f.Content), 0o600); err != nil {
+		return err
+	}
+	if err := os.Chown(p, f.UID, f.GID); err != nil {
+		return err
+	}
+	return os.Chmod(p, f.Mode)
+}
+
+// bindsTarget reports whether one of the "host:container[:options]" binds mounts something at target.
+func bindsTarget(binds []string, target string) bool {
+	for _, b := range binds {
+		parts := strings.Split(b, ":")
+		if len(parts) >= 2 && filepath.Clean(parts[1]) == target {
+			return true
+		}
+	}
+	return false
+}
+
+// parseUser reads a Docker user of the form "uid" or "uid:gid" (numeric only: the stand-in image has no
+// /etc/passwd); the group is 0 when omitted, and "" is root (0, 0).
+func parseUser(user string) (uid, gid int, err error) {
+	if user == "" {
+		return 0, 0, nil
+	}
+	u, g, hasGroup := strings.Cut(user, ":")
+	if uid, err = strconv.Atoi(u); err != nil || uid < 0 {
+		return 0, 0, fmt.Errorf("user %q: want uid or uid:gid, numeric", user)
+	}
+	if hasGroup {
+		if gid, err = strconv.Atoi(g); err != nil || gid < 0 {
+			return 0, 0, fmt.Errorf("user %q: want uid or uid:gid, numeric", user)
+		}
+	}
+	return uid, gid, nil
 }
 
 // StartNode creates a node, starts it and waits until its REST port answers.
@@ -327,9 +487,30 @@ func (n *Node) Stop(ctx context.Context, graceful bool) (int, error) {
 // Logs returns the node's output.
 func (n *Node) Logs(ctx context.Context) (string, error) { return n.h.Engine.Logs(ctx, n.ID) }
 
-// WriteFiles copies files under /qdrant of the node's container (running or not).
+// WriteFiles copies files under /qdrant of the node's container (running or not). A file of the spec's HostFiles
+// is rewritten in place on the host instead (same inode, owner and mode), which is what its bind mount shows.
 func (n *Node) WriteFiles(ctx context.Context, files map[string]string) error {
-	return n.h.Engine.CopyFiles(ctx, n.ID, "/qdrant", files)
+	rest := map[string]string{}
+	for name, content := range files {
+		p, ok := n.hostFiles[filepath.Clean(name)]
+		if !ok {
+			rest[name] = content
+			continue
+		}
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			return fmt.Errorf("rewrite host file %s of node %s: %w", name, n.Name, err)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	return n.h.Engine.CopyFiles(ctx, n.ID, "/qdrant", rest)
+}
+
+// HostPath returns where a file of the spec's HostFiles is on the host.
+func (n *Node) HostPath(name string) (string, bool) {
+	p, ok := n.hostFiles[filepath.Clean(name)]
+	return p, ok
 }
 
 func randomID() string {

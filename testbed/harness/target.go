@@ -35,7 +35,27 @@ func (c *Target) spec(s conformance.Setup) NodeSpec {
 	if s.TLS {
 		scheme = "https"
 	}
-	return NodeSpec{Image: c.image, Env: env, Args: s.Args, Files: s.Files, Scheme: scheme}
+	spec := NodeSpec{Image: c.image, Env: env, Args: s.Args, Files: s.Files, Scheme: scheme}
+	if s.User == nil && len(s.Owners) == 0 {
+		return spec // files copied into the container: root-owned, 0600
+	}
+	// Files with an owner are mounted from the host, each with its owner and mode (by default the node's user and
+	// 0600, so that a node run as another user can read them).
+	spec.Files, spec.HostFiles = nil, map[string]HostFile{}
+	if s.User != nil {
+		spec.User = fmt.Sprintf("%d:%d", s.User.UID, s.User.GID)
+	}
+	for name, content := range s.Files {
+		f := HostFile{Content: content, Mode: 0o600}
+		if s.User != nil {
+			f.UID, f.GID = s.User.UID, s.User.GID
+		}
+		if o, ok := s.Owners[name]; ok {
+			f.UID, f.GID, f.Mode = o.UID, o.GID, o.Mode
+		}
+		spec.HostFiles[name] = f
+	}
+	return spec
 }
 
 // Start implements conformance.Target.

@@ -1,9 +1,11 @@
 package standin
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -11,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -41,48 +44,41 @@ type layerSource struct {
 	configPath string
 	// env is the process environment as KEY=VALUE strings.
 	env []string
+	// readFile reads a configuration file; nil means os.ReadFile (tests inject failures a root user cannot get).
+	readFile func(string) ([]byte, error)
 }
 
 // loadMerged builds the merged configuration tree: built-in defaults, config/config, config/$RUN_MODE,
 // config/local, --config-path, then QDRANT__* environment variables. Later layers win key by key.
+//
+// Every file layer is optional (config-rs File::with_name(..).required(false) in Qdrant's Settings::new): a layer
+// that cannot be resolved for any reason (missing, a directory, unreadable, an exact name with another extension)
+// is dropped without an error, as config-rs's File::collect does. Qdrant then logs only what its own
+// `File::with_name(path).collect().is_ok()` checks report: "Config file not found: <name>" (warning) for
+// config/config and config/$RUN_MODE, "Config file via --config-path is not found: <path>" (error) for
+// --config-path, and nothing for config/local. A layer that is read but does not parse as one YAML mapping aborts
+// the start.
 func loadMerged(src layerSource) (map[string]any, []logMsg, error) {
-	var msgs []logMsg
-
-	if src.configPath != "" {
-		if _, found, _ := findConfigFile(src.dir, src.configPath); !found {
-			msgs = append(msgs, logMsg{slog.LevelError, "Config file via --config-path is not found: " + src.configPath})
-		}
-	}
 	runMode, ok := lookupEnv(src.env, "RUN_MODE")
 	if !ok {
 		runMode = "development"
 	}
 	modePath := "config/" + runMode
-	for _, p := range []string{"config/config", modePath} {
-		if _, found, _ := findConfigFile(src.dir, p); !found {
-			msgs = append(msgs, logMsg{slog.LevelWarn, "Config file not found: " + p})
-		}
+	layers := []string{"config/config", modePath, "config/local"}
+	if src.configPath != "" {
+		layers = append(layers, src.configPath)
 	}
 
 	merged, err := parseYAMLMap([]byte(defaultConfigYAML), "built-in defaults")
 	if err != nil {
 		return nil, nil, fmt.Errorf("load built-in defaults: %w", err)
 	}
-	layers := []string{"config/config", modePath, "config/local"}
-	if src.configPath != "" {
-		layers = append(layers, src.configPath)
-	}
+	dropped := map[string]bool{}
 	for _, name := range layers {
-		path, found, err := findConfigFile(src.dir, name)
+		data, err := resolveLayer(src.dir, name, src.readFile)
 		if err != nil {
-			return nil, nil, err
-		}
-		if !found {
+			dropped[name] = true
 			continue
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, nil, fmt.Errorf("read config file %q: %w", name, err)
 		}
 		layer, err := parseYAMLMap(data, name)
 		if err != nil {
@@ -91,41 +87,123 @@ func loadMerged(src layerSource) (map[string]any, []logMsg, error) {
 		mergeTree(merged, layer)
 	}
 	mergeTree(merged, envLayer(src.env))
+
+	var msgs []logMsg
+	if src.configPath != "" && dropped[src.configPath] {
+		msgs = append(msgs, logMsg{slog.LevelError, "Config file via --config-path is not found: " + src.configPath})
+	}
+	for _, p := range []string{"config/config", modePath} {
+		if dropped[p] {
+			msgs = append(msgs, logMsg{slog.LevelWarn, "Config file not found: " + p})
+		}
+	}
 	return merged, msgs, nil
 }
 
-// findConfigFile resolves a config-rs File::with_name: an existing file is used as is if its extension is yaml or
-// yml (any other extension is an error); otherwise the extension is replaced by (or extended with) yaml, then yml.
-func findConfigFile(dir, name string) (string, bool, error) {
+// utf8BOM is skipped at the start of a configuration file.
+var utf8BOM = []byte{0xef, 0xbb, 0xbf}
+
+// resolveLayer is config-rs 0.15.22's FileSourceFile::resolve in a build with only the yaml format (Qdrant's): an
+// existing regular file of that exact name is used if its extension is yaml or yml (any other extension, or none,
+// is an error: the .yaml sibling is then not tried); otherwise name.yaml, then name.yml (appended, so
+// "config/prod.eu" looks for "config/prod.eu.yaml"). The file is read whole; a UTF-8 byte order mark is skipped and
+// invalid UTF-8 is replaced with U+FFFD (String::from_utf8_lossy), so bad bytes are not an error. Any error means
+// the optional layer is dropped.
+func resolveLayer(dir, name string, readFile func(string) ([]byte, error)) ([]byte, error) {
 	p := resolvePath(dir, name)
+	path := ""
 	if isFile(p) {
-		switch filepath.Ext(p) {
-		case ".yaml", ".yml":
-			return p, true, nil
+		switch extension(p) {
+		case "yaml", "yml":
+			path = p
+		default:
+			return nil, fmt.Errorf("configuration file %q is not of a supported file format", p)
 		}
-		return "", false, fmt.Errorf("configuration file %q is not of a supported file format", name)
-	}
-	for _, ext := range []string{"yaml", "yml"} {
-		q := setExtension(p, ext)
-		if isFile(q) {
-			return q, true, nil
+	} else {
+		for _, ext := range []string{"yaml", "yml"} {
+			if q := p + "." + ext; isFile(q) {
+				path = q
+				break
+			}
+		}
+		if path == "" {
+			return nil, fmt.Errorf("configuration file %q not found", name)
 		}
 	}
-	return "", false, nil
+	if readFile == nil {
+		readFile = os.ReadFile
+	}
+	data, err := readFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration file %q: %w", name, err)
+	}
+	return lossyUTF8(bytes.TrimPrefix(data, utf8BOM)), nil
 }
 
-// setExtension mimics Rust's PathBuf::set_extension: replace the extension of the last component, or append one.
-func setExtension(p, ext string) string {
+// extension is Rust's Path::extension: the text after the last dot of the last component, none for a name that
+// only starts with a dot.
+func extension(p string) string {
 	base := filepath.Base(p)
 	if i := strings.LastIndexByte(base, '.'); i > 0 {
-		return p[:len(p)-len(base)+i] + "." + ext
+		return base[i+1:]
 	}
-	return p + "." + ext
+	return ""
 }
 
 func isFile(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && st.Mode().IsRegular()
+}
+
+// lossyUTF8 is Rust's String::from_utf8_lossy: each maximal invalid subsequence becomes one U+FFFD.
+func lossyUTF8(b []byte) []byte {
+	if utf8.Valid(b) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+8)
+	for len(b) > 0 {
+		r, size := utf8.DecodeRune(b)
+		if r != utf8.RuneError || size > 1 {
+			out = append(out, b[:size]...)
+			b = b[size:]
+			continue
+		}
+		out = utf8.AppendRune(out, utf8.RuneError)
+		b = b[invalidPrefixLen(b):]
+	}
+	return out
+}
+
+// invalidPrefixLen is the length of the maximal subpart of an ill-formed sequence at the start of b (Unicode
+// §3.9, as Rust's Utf8Chunks): the lead byte and the continuation bytes that could still have been valid.
+func invalidPrefixLen(b []byte) int {
+	lo, hi, need := byte(0x80), byte(0xbf), 0
+	switch c := b[0]; {
+	case c >= 0xc2 && c <= 0xdf:
+		need = 1
+	case c == 0xe0:
+		lo, need = 0xa0, 2
+	case c == 0xed:
+		hi, need = 0x9f, 2
+	case c >= 0xe1 && c <= 0xef:
+		need = 2
+	case c == 0xf0:
+		lo, need = 0x90, 3
+	case c == 0xf4:
+		hi, need = 0x8f, 3
+	case c >= 0xf1 && c <= 0xf3:
+		need = 3
+	default:
+		return 1
+	}
+	n := 1
+	for ; n <= need && n < len(b); n++ {
+		if b[n] < lo || b[n] > hi {
+			break
+		}
+		lo, hi = 0x80, 0xbf
+	}
+	return n
 }
 
 func resolvePath(dir, p string) string {
@@ -142,20 +220,33 @@ func fileExists(p string) bool {
 
 // parseYAMLMap parses one YAML layer into a tree of map[string]any, []any and scalars. Plain scalars are resolved
 // with the YAML 1.2 core schema (as yaml-rust2 in config-rs does): "0123" is the integer 123, "yes" is a string.
+// As config-rs's yaml format: no document (empty or only comments) is an empty map; more than one document, a root
+// that is not a mapping (an explicit null document such as "---" included) and a key that is not a scalar are
+// errors.
 func parseYAMLMap(data []byte, name string) (map[string]any, error) {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("parse config file %q: %w", name, err)
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var docs []*yaml.Node
+	for {
+		doc := &yaml.Node{}
+		err := dec.Decode(doc)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("parse config file %q: %w", name, err)
+		}
+		docs = append(docs, doc)
 	}
-	if doc.Kind == 0 {
+	switch len(docs) {
+	case 0:
 		return map[string]any{}, nil
+	case 1:
+	default:
+		return nil, fmt.Errorf("parse config file %q: Got %d YAML documents, expected 1", name, len(docs))
 	}
-	v, err := yamlValue(&doc, 0)
+	v, err := yamlValue(docs[0], 0)
 	if err != nil {
 		return nil, fmt.Errorf("parse config file %q: %w", name, err)
-	}
-	if v == nil {
-		return map[string]any{}, nil
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
@@ -184,16 +275,21 @@ func yamlValue(n *yaml.Node, depth int) (any, error) {
 		return yamlValue(n.Alias, depth+1)
 	case yaml.MappingNode:
 		m := make(map[string]any, len(n.Content)/2)
+		seen := make(map[string]bool, len(n.Content)/2)
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			k, err := yamlValue(n.Content[i], depth+1)
+			k, id, err := yamlKey(n.Content[i], depth+1)
 			if err != nil {
 				return nil, err
 			}
+			if seen[id] {
+				return nil, fmt.Errorf("line %d column %d: %s: duplicated key in mapping", n.Content[i].Line, n.Content[i].Column, k)
+			}
+			seen[id] = true
 			v, err := yamlValue(n.Content[i+1], depth+1)
 			if err != nil {
 				return nil, err
 			}
-			m[fmt.Sprint(k)] = v
+			m[k] = v
 		}
 		return m, nil
 	case yaml.SequenceNode:
@@ -245,6 +341,30 @@ func yamlValue(n *yaml.Node, depth int) (any, error) {
 		}
 	}
 	return n.Value, nil
+}
+
+// yamlKey is a mapping key as config-rs turns it into a string: strings as they are, integers in decimal, booleans as
+// true/false, floats as written; any other key (null, a sequence, a mapping) is an error. id tells keys apart as
+// yaml-rust2 does (the string "1" and the integer 1 are different keys; two equal keys are an error).
+func yamlKey(n *yaml.Node, depth int) (key, id string, err error) {
+	k, err := yamlValue(n, depth)
+	if err != nil {
+		return "", "", err
+	}
+	switch t := k.(type) {
+	case string:
+		return t, "s:" + t, nil
+	case int64, uint64:
+		return fmt.Sprint(t), "i:" + fmt.Sprint(t), nil
+	case bool:
+		return fmt.Sprint(t), "b:" + fmt.Sprint(t), nil
+	case float64:
+		for n.Kind == yaml.AliasNode {
+			n = n.Alias
+		}
+		return n.Value, "f:" + n.Value, nil
+	}
+	return "", "", fmt.Errorf("Cannot parse %s because it is an unsupported hash key type", describeValue(k))
 }
 
 // mergeTree merges src into dst: maps merge recursively, anything else replaces.

@@ -109,13 +109,165 @@ func TestConfigPathMissingAndRunModeDefault(t *testing.T) {
 func TestConfigPathWithoutExtension(t *testing.T) {
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"extra.yml": "service:\n  api_key: k\n"})
-	cfg, _, err := loadConfig(t, dir, "extra")
-	if err != nil || *cfg.Service.APIKey != "k" {
-		t.Fatalf("cfg=%v err=%v", cfg, err)
+	cfg, msgs, err := loadConfig(t, dir, "extra")
+	if err != nil || *cfg.Service.APIKey != "k" || len(msgs) != 2 {
+		t.Fatalf("cfg=%v msgs=%+v err=%v", cfg, msgs, err)
 	}
-	writeFiles(t, dir, map[string]string{"extra.toml": "x = 1\n"})
-	if _, _, err := loadConfig(t, dir, "extra.toml"); err == nil || !strings.Contains(err.Error(), "supported file format") {
-		t.Fatalf("want unsupported format error, got %v", err)
+}
+
+// TestOptionalLayersThatCannotBeResolvedAreDropped: config-rs drops an optional file layer whose resolve fails for
+// any reason, without an error; Qdrant logs only its own "not found" checks (qdrant.md §2).
+func TestOptionalLayersThatCannotBeResolvedAreDropped(t *testing.T) {
+	// deny makes reading every path that ends in suffix fail with permission denied, as for a node user that
+	// cannot read the file (a root test process could read it whatever its mode).
+	deny := func(suffix string) func(string) ([]byte, error) {
+		return func(p string) ([]byte, error) {
+			if suffix != "" && strings.HasSuffix(p, suffix) {
+				return nil, &os.PathError{Op: "open", Path: p, Err: os.ErrPermission}
+			}
+			return os.ReadFile(p)
+		}
+	}
+	const key = "service:\n  api_key: from-file\n"
+	notFound := func(p string) logMsg { return logMsg{slog.LevelWarn, "Config file not found: " + p} }
+	for _, tc := range []struct {
+		name       string
+		files      map[string]string
+		runMode    string
+		configPath string
+		deny       string // path suffix whose read fails with permission denied
+		wantKey    string // "" = no api_key after the merge
+		wantMsgs   []logMsg
+	}{
+		{name: "unreadable local.yaml drops only that layer",
+			files:   map[string]string{"config/m.yaml": "service:\n  api_key: from-mode\n", "config/local.yaml": key},
+			runMode: "m", deny: "config/local.yaml", wantKey: "from-mode", wantMsgs: []logMsg{notFound("config/config")}},
+		{name: "unreadable local.yaml alone leaves no key",
+			files:   map[string]string{"config/local.yaml": key},
+			runMode: "m", deny: "config/local.yaml", wantMsgs: []logMsg{notFound("config/config"), notFound("config/m")}},
+		{name: "local.yaml is a directory",
+			files:   map[string]string{"config/local.yaml/x": key},
+			runMode: "m", wantMsgs: []logMsg{notFound("config/config"), notFound("config/m")}},
+		{name: "local.yml is read when local.yaml is a directory",
+			files:   map[string]string{"config/local.yaml/x": "", "config/local.yml": key},
+			runMode: "m", wantKey: "from-file", wantMsgs: []logMsg{notFound("config/config"), notFound("config/m")}},
+		{name: "an extensionless exact name hides local.yaml",
+			files:   map[string]string{"config/local": key, "config/local.yaml": "service:\n  api_key: hidden\n"},
+			runMode: "m", wantMsgs: []logMsg{notFound("config/config"), notFound("config/m")}},
+		{name: "unreadable RUN_MODE file is reported as not found",
+			files:   map[string]string{"config/config.yaml": key, "config/denied.yaml": "service:\n  api_key: x\n"},
+			runMode: "denied", deny: "config/denied.yaml", wantKey: "from-file", wantMsgs: []logMsg{notFound("config/denied")}},
+		{name: "unreadable --config-path is logged as not found",
+			files:   map[string]string{"config/config.yaml": key, "config/m.yaml": "", "denied/extra.yaml": "service:\n  api_key: x\n"},
+			runMode: "m", configPath: "denied/extra.yaml", deny: "denied/extra.yaml", wantKey: "from-file",
+			wantMsgs: []logMsg{{slog.LevelError, "Config file via --config-path is not found: denied/extra.yaml"}}},
+		{name: "--config-path with another extension is dropped",
+			files:   map[string]string{"config/config.yaml": key, "config/m.yaml": "", "extra.toml": "service:\n  api_key: x\n"},
+			runMode: "m", configPath: "extra.toml", wantKey: "from-file",
+			wantMsgs: []logMsg{{slog.LevelError, "Config file via --config-path is not found: extra.toml"}}},
+		{name: "a name with a dot gets the extension appended",
+			files:   map[string]string{"config/config.yaml": "", "config/prod.eu.yaml": key, "config/prod.yaml": "service:\n  api_key: x\n"},
+			runMode: "prod.eu", wantKey: "from-file"},
+		{name: "--config-path with .yaml is looked up as .yaml.yaml when missing",
+			files:   map[string]string{"config/config.yaml": "", "config/m.yaml": "", "extra.yaml.yml": key},
+			runMode: "m", configPath: "extra.yaml", wantKey: "from-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, tc.files)
+			tree, msgs, err := loadMerged(layerSource{dir: dir, configPath: tc.configPath, env: []string{"RUN_MODE=" + tc.runMode}, readFile: deny(tc.deny)})
+			if err != nil {
+				t.Fatalf("a layer that cannot be resolved must not fail the start: %v", err)
+			}
+			cfg, err := decodeConfig(tree)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if cfg.Service.APIKey != nil {
+				got = *cfg.Service.APIKey
+			}
+			if got != tc.wantKey {
+				t.Errorf("api_key %q, want %q", got, tc.wantKey)
+			}
+			if len(msgs) != len(tc.wantMsgs) {
+				t.Fatalf("messages %+v, want %+v", msgs, tc.wantMsgs)
+			}
+			for i := range msgs {
+				if msgs[i] != tc.wantMsgs[i] {
+					t.Errorf("message %d: %+v, want %+v", i, msgs[i], tc.wantMsgs[i])
+				}
+			}
+		})
+	}
+}
+
+// TestReadableLayerThatDoesNotParseAbortsStart: a readable optional layer with invalid YAML, several documents or
+// a root that is not a mapping fails the start (qdrant.md §2: a parse error aborts startup).
+func TestReadableLayerThatDoesNotParseAbortsStart(t *testing.T) {
+	for name, content := range map[string]string{
+		"invalid YAML":       "service: [unclosed\n",
+		"two documents":      "service:\n  api_key: a\n---\nservice:\n  api_key: b\n",
+		"null document":      "---\n",
+		"sequence root":      "- a\n",
+		"scalar root":        "just text\n",
+		"null mapping key":   "~: 1\n",
+		"sequence as a key":  "? [a, b]\n: 1\n",
+		"tab indentation":    "service:\n\tapi_key: a\n",
+		"duplicate map keys": "service:\n  api_key: a\n  api_key: b\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"config/local.yaml": content})
+			if _, _, err := loadMerged(layerSource{dir: dir}); err == nil || !strings.Contains(err.Error(), "config/local") {
+				t.Fatalf("want a parse error naming config/local, got %v", err)
+			}
+		})
+	}
+}
+
+// TestLayerBytes: config-rs 0.15.22 reads a layer with String::from_utf8_lossy after skipping a UTF-8 byte order
+// mark, so bad bytes do not drop the layer.
+func TestLayerBytes(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"config/local.yaml": "\xef\xbb\xbfservice:\n  api_key: k # caf\xe9 \xff\n  read_only_api_key: r\xc3\n"})
+	cfg, _, err := loadConfig(t, dir, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *cfg.Service.APIKey != "k" || *cfg.Service.ReadOnlyAPIKey != "r\uFFFD" {
+		t.Fatalf("api_key %q read_only_api_key %q", *cfg.Service.APIKey, *cfg.Service.ReadOnlyAPIKey)
+	}
+	for in, want := range map[string]string{
+		"ok":           "ok",
+		"a\xffb":       "a\uFFFDb",
+		"\xe2\x82":     "\uFFFD",             // truncated 3-byte sequence: one replacement
+		"\xe2\x82A":    "\uFFFDA",            // maximal subpart, then A
+		"\xf0\x80\x80": "\uFFFD\uFFFD\uFFFD", // overlong: each byte on its own
+		"\xed\xa0\x80": "\uFFFD\uFFFD\uFFFD", // surrogate
+		"\xf4\x8f\xbf": "\uFFFD",             // truncated U+10FFFF
+		"\xef\xbf\xbd": "\uFFFD",             // a real U+FFFD stays one
+		"\xc3\xa9\xc3": "\u00e9\uFFFD",
+		"\x80\x80":     "\uFFFD\uFFFD",
+	} {
+		if got := string(lossyUTF8([]byte(in))); got != want {
+			t.Errorf("lossyUTF8(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestParseYAMLKeys(t *testing.T) {
+	m, err := parseYAMLMap([]byte("1: a\ntrue: b\n1.50: c\n0x10: d\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range map[string]string{"1": "a", "true": "b", "1.50": "c", "16": "d"} {
+		if m[k] != v {
+			t.Errorf("key %q: %#v, want %q (all %v)", k, m[k], v, m)
+		}
+	}
+	if m, err := parseYAMLMap([]byte("# only a comment\n"), "t"); err != nil || len(m) != 0 {
+		t.Errorf("comment-only file: %v %v", m, err)
 	}
 }
 
@@ -173,17 +325,6 @@ func texts(ms []logMsg) string {
 		out = append(out, m.text)
 	}
 	return strings.Join(out, "|")
-}
-
-func TestSetExtension(t *testing.T) {
-	for in, want := range map[string]string{
-		"config/config": "config/config.yaml", "custom/extra.yml": "custom/extra.yaml", "a.b/c": "a.b/c.yaml",
-		"x.conf": "x.yaml", "dir/.hidden": "dir/.hidden.yaml",
-	} {
-		if got := setExtension(in, "yaml"); got != want {
-			t.Errorf("setExtension(%q) = %q, want %q", in, got, want)
-		}
-	}
 }
 
 func TestFailIfSetKnob(t *testing.T) {

@@ -5,6 +5,24 @@
 // append-only operation log under storage.storage_path. It runs as a single node, or as a peer of a cluster
 // (cluster.enabled, below). The facts it follows are in shared/specs/qdrant.md.
 //
+// # Configuration layers
+//
+// Every file layer is optional, as in Qdrant (config-rs File::with_name(..).required(false); the built-in defaults
+// are the only fixed layer). A layer that cannot be resolved for any reason is dropped without an error: missing,
+// a directory, unreadable by the node's user (a uid 1000 node with a root-owned 0600 config/local.yaml), or an
+// existing file of that exact name whose extension is not yaml or yml (config/local without extension also hides
+// config/local.yaml). A node whose keys are only in a dropped layer starts with no API key and accepts every
+// request. Logged, as by Qdrant's own checks: "Config file not found: <name>" (warning) for config/config and
+// config/$RUN_MODE, "Config file via --config-path is not found: <path>" (error) for --config-path, nothing for
+// config/local. A name is completed by appending .yaml, then .yml ("config/prod.eu" looks for
+// config/prod.eu.yaml). A layer that is read is decoded as config-rs 0.15.22 does (a UTF-8 byte order mark
+// skipped, invalid UTF-8 replaced by U+FFFD) and must be one YAML document holding a mapping with scalar, unique
+// keys (an empty or comment-only file is an empty mapping); anything else aborts the start with exit code 1.
+//
+// The image is laid out like Qdrant's default image, which runs as root and whose /qdrant belongs to root. Run as
+// another user (as Qdrant's -unprivileged variant or Helm's runAsUser 1000 do) the node needs a storage folder
+// that user can write: a volume or bind mount it owns (the container harness bind-mounts one it chowns).
+//
 // # Cluster mode
 //
 // With cluster.enabled: true the stand-in is a peer of a cluster, faithful where a key rotation looks and where it
@@ -87,7 +105,10 @@
 // /collections/{c}/cluster, replicate/move shards), resharding, shard keys, listener/recovery/snapshot replica
 // states, write ordering (the ordering parameter is only validated), read consistency and fan-out, snapshot
 // transfers over the REST port, internal TLS (cluster.p2p.enable_tls only logs a warning), consensus tick settings,
-// and the public gRPC API. Writes applied by some replicas of a failed update stay applied (as in Qdrant).
+// the public gRPC API, the deb builds' /etc/qdrant/config layer, the image's entrypoint.sh (its recovery mode) and
+// Web UI (no /qdrant/static, so /dashboard is an unknown route: 401 without a key, 404 with one), and the
+// -unprivileged image variant (/qdrant owned by uid 1000; the stand-in image has only the root-owned layout). Writes applied by some replicas of a
+// failed update stay applied (as in Qdrant).
 //
 // # Test-only fault knobs
 //

@@ -1,0 +1,62 @@
+package rotation
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// A rotator frozen past its lease (SIGSTOP, a long pause) while another takes over and finishes must not apply its
+// stale slots when it resumes: every node step is fenced by a check-and-set journal write made just before it.
+func TestFrozenRotatorDoesNotApplyStaleSlots(t *testing.T) {
+	for _, point := range []string{"stage:qdrant-b:begin", "promote:qdrant-b:begin", "rolling back"} {
+		t.Run(point, func(t *testing.T) {
+			b := newBed(t, 3)
+			if point == "rolling back" {
+				b.nodes[2].refuse = func(s Slots) bool { return !s.AltAPIKey.IsZero() }
+			}
+			frozen, resume := make(chan struct{}), make(chan struct{})
+			a := b.rotator(func(o *Options) {
+				o.Owner = "rotator-a"
+				o.Checkpoint = func(p string) {
+					if p == point {
+						close(frozen)
+						<-resume
+					}
+				}
+			})
+			done := make(chan error, 1)
+			go func() { _, err := a.Rotate(context.Background(), Request{}); done <- err }()
+			<-frozen
+			b.nodes[2].mu.Lock()
+			b.nodes[2].refuse = nil
+			b.nodes[2].mu.Unlock()
+			b.clock.Add(2 * time.Hour) // a's lease expires while it is frozen
+			if _, err := b.rotator(func(o *Options) { o.Owner = "rotator-b" }).Rotate(context.Background(), Request{}); err != nil && !errors.Is(err, ErrRolledBack) {
+				t.Fatalf("the second rotator: %v", err)
+			}
+			restarts := make([]int, len(b.nodes))
+			for i, n := range b.nodes {
+				restarts[i] = n.restarts
+			}
+			close(resume)
+			if err := <-done; !errors.Is(err, ErrLeaseLost) {
+				t.Errorf("the resumed rotator ended with %v, want ErrLeaseLost", err)
+			}
+			for i, n := range b.nodes {
+				if n.restarts != restarts[i] {
+					t.Errorf("the resumed rotator restarted node %s after losing its lease", n.name)
+				}
+			}
+			j, _, _ := b.store.ReadJournal(context.Background(), "prod")
+			var retired []Key
+			for _, k := range []Key{b.k1, j.PendingKey, j.OldKey} {
+				if !k.IsZero() && !k.Equal(b.current().Key) {
+					retired = append(retired, k)
+				}
+			}
+			b.assertSettled(retired...)
+		})
+	}
+}
