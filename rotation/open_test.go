@@ -101,3 +101,26 @@ func TestDriftMessageListsNodesCleanly(t *testing.T) {
 		t.Errorf("got  %q\nwant %q", got, want)
 	}
 }
+
+// A node found open when the new key is about to be published (after staging) stops the publication: the new key
+// is never published, and every node goes back to the current key.
+func TestOpenNodeAtPublishIsNeverPublishedTo(t *testing.T) {
+	b := newBed(t, 3)
+	r := b.rotator(func(o *Options) {
+		o.Checkpoint = func(p string) {
+			if p == "staged" {
+				b.nodes[0].mu.Lock()
+				b.nodes[0].running = Slots{} // it lost its keys (a restart by hand on an unreadable file)
+				b.nodes[0].mu.Unlock()
+			}
+		}
+	})
+	_, err := r.Rotate(context.Background(), Request{})
+	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "qdrant-a is open") {
+		t.Fatalf("error = %v, want rolled back naming qdrant-a open", err)
+	}
+	if cur := b.current(); cur.Version != 1 {
+		t.Errorf("the consumer record moved to version %d", cur.Version)
+	}
+	b.assertSettled()
+}

@@ -512,7 +512,9 @@ func (r *Rotator) drive(ctx context.Context, l *lease, rep *Report) error {
 		if err == nil {
 			continue
 		}
-		if stopped(ctx, err) || (j.Phase != PhaseStaging && j.Phase != PhaseCutting) {
+		// A node found open or refusing before the new key was published counts as a staging failure.
+		nodeBeforePublish := j.Phase == PhasePublishing && errors.Is(err, ErrDrift)
+		if stopped(ctx, err) || (j.Phase != PhaseStaging && j.Phase != PhaseCutting && !nodeBeforePublish) {
 			return err
 		}
 		// A node failed while the store's current key is still the old one: roll every node back to it.
@@ -788,6 +790,10 @@ func (r *Rotator) cut(ctx context.Context, l *lease, rep *Report) error {
 // publish makes the new key current for consumers (a new version; the old one stays readable as the previous).
 func (r *Rotator) publish(ctx context.Context, l *lease) error {
 	j := l.journal()
+	// Published only once every node accepts it and none is open.
+	if err := r.checkAll(ctx, j.PendingKey); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
 	rec := KeyRecord{Key: j.PendingKey, Fingerprint: r.fp(j.PendingKey), Since: r.now(), RotationID: j.RotationID}
 	_, err := r.store.Publish(ctx, r.opt.Deployment, SlotAdmin, rec, j.BaseVersion)
 	if errors.Is(err, ErrConflict) {

@@ -99,17 +99,37 @@ func (a *app) fingerprinter(ctx context.Context) (rotation.Fingerprinter, error)
 	return rotation.NewFingerprinter(secret)
 }
 
+// containers are a deployment's container names: listed, or found by label.
+func (a *app) containers(ctx context.Context, d config.Deployment) ([]string, error) {
+	if d.Label == "" {
+		return d.Containers, nil
+	}
+	return a.engine.ContainersByLabel(ctx, d.Label)
+}
+
 // rotator builds the domain rotator of one deployment.
 func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rotation.Event)) (*rotation.Rotator, error) {
-	names := d.Containers
-	if d.Label != "" {
-		var err error
-		names, err = a.engine.ContainersByLabel(ctx, d.Label)
+	names, err := a.containers(ctx, d)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("deployment %s: no container has label %s", d.Name, d.Label)
+	}
+	// A container in two deployments: rotating one would lock the other's clients out. The config refuses listed
+	// names; labels are resolved here, against every deployment of the file.
+	for _, other := range a.cfg.Deployments {
+		if other.Name == d.Name || (other.Label == "" && d.Label == "") {
+			continue
+		}
+		theirs, err := a.containers(ctx, other)
 		if err != nil {
 			return nil, err
 		}
-		if len(names) == 0 {
-			return nil, fmt.Errorf("deployment %s: no container has label %s", d.Name, d.Label)
+		for _, name := range names {
+			if slices.Contains(theirs, name) {
+				return nil, usageError{fmt.Errorf("container %s belongs to deployments %s and %s: rotating one would lock the other's clients out; give each container to one deployment", name, d.Name, other.Name)}
+			}
 		}
 	}
 	var tlsCfg *tls.Config

@@ -292,3 +292,51 @@ func TestClusterPreflightAndRollback(t *testing.T) {
 		t.Errorf("peer down: exit %d, want %d naming %s:\n%s", code, exitDrift, f.names[2], out)
 	}
 }
+
+// TestClusterPeerDownDuringGraceStopsTheRotation: a peer is stopped during the grace wait. The rotator restarts no
+// other peer while it is down: it stops, naming that peer, and leaves the journal resumable; once the peer is back,
+// a rerun completes.
+func TestClusterPeerDownDuringGraceStopsTheRotation(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 3, mode: "env", grace: "4s", cluster: true, readyTimeout: "5s", extra: "    cluster: {}\n"})
+	f.setupCollection(2)
+	down := f.names[2] // a follower: peer0 founded the cluster and leads it
+	type result struct {
+		code int
+		out  string
+	}
+	done := make(chan result, 1)
+	go func() { code, out := f.rotator("rotate"); done <- result{code, out} }()
+	deadline := time.Now().Add(60 * time.Second)
+	for f.journal().Phase != rotation.PhaseGrace {
+		if time.Now().After(deadline) {
+			t.Fatal("the rotation never reached its grace wait")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, err := f.h.Engine.StopContainer(context.Background(), down, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.code == exitOK || !strings.Contains(r.out, "peer "+down+" is down") || !strings.Contains(r.out, "not restarting node") {
+		t.Fatalf("rotate exited %d, want a failure naming %s down:\n%s", r.code, down, r.out)
+	}
+	if strings.Contains(r.out, "promote") && strings.Contains(r.out, "restarting:") {
+		for _, line := range strings.Split(r.out, "\n") {
+			if strings.Contains(line, " promote ") && strings.Contains(line, "restarting:") {
+				t.Errorf("a peer was restarted while %s was down: %s", down, line)
+			}
+		}
+	}
+	if j := f.journal(); j.Phase != rotation.PhasePromoting {
+		t.Errorf("journal phase %s, want promoting (resumable)", j.Phase)
+	}
+	if err := f.h.Engine.StartContainer(context.Background(), down); err != nil {
+		t.Fatal(err)
+	}
+	cur := f.current()
+	f.waitActive(cur.Key, 60*time.Second)
+	if code, out := f.rotator("rotate"); code != exitOK || !strings.Contains(out, "resumed") {
+		t.Fatalf("rerun with every peer up exited %d:\n%s", code, out)
+	}
+	f.assertKeys(f.current().Key, f.k1)
+}

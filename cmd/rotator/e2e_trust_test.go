@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/testbed/harness"
 )
 
 // hostConfigFiles returns, per node, the host file mounted at /qdrant/config/local.yaml.
@@ -158,5 +159,32 @@ func TestFingerprintIsTheSameFromTheFirstCommand(t *testing.T) {
 		if s == "" || s != seen[0] {
 			t.Fatalf("fingerprints of the same key by status, dry run, verify, rotation: %v", seen)
 		}
+	}
+}
+
+// TestContainerInTwoDeploymentsIsRefused: a second deployment selects, by label, a container the first lists.
+// Rotating either would lock the other's clients out, so both are refused (exit 2) and nothing changes.
+func TestContainerInTwoDeploymentsIsRefused(t *testing.T) {
+	f := newFixture(t, fixtureOpts{nodes: 1, mode: "env"})
+	info, err := f.h.Engine.Inspect(context.Background(), f.names[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(f.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra := "  - name: other\n    mode: env\n    label: " + harness.Label + "=" + info.Labels[harness.Label] + "\n"
+	if err := os.WriteFile(f.config, append(cfg, []byte(extra)...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range []string{deployment, "other"} {
+		code, out := f.rotator("rotate", "--deployment", dep)
+		if code != exitUsage || !strings.Contains(out, "belongs to deployments") || !strings.Contains(out, f.names[0]) {
+			t.Errorf("rotate --deployment %s exited %d, want %d naming the shared container:\n%s", dep, code, exitUsage, out)
+		}
+	}
+	if cur := f.current(); cur.Version != 1 {
+		t.Errorf("Vault moved to version %d", cur.Version)
 	}
 }

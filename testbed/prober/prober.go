@@ -71,6 +71,9 @@ func (p *Prober) Start(ctx context.Context) {
 func (p *Prober) round(ctx context.Context, client *http.Client) {
 	key, err := p.Key(ctx)
 	nodes, nerr := p.Nodes(ctx)
+	if ctx.Err() != nil {
+		return // stopped mid-round (the read failed because Stop cancelled it): not a round, not an error
+	}
 	p.mu.Lock()
 	p.res.Rounds++
 	if err != nil || nerr != nil {
