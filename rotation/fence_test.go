@@ -60,3 +60,40 @@ func TestFrozenRotatorDoesNotApplyStaleSlots(t *testing.T) {
 		})
 	}
 }
+
+// lostAnswerStore applies a journal write but answers with an error (the call was cancelled, or the answer was lost).
+type lostAnswerStore struct {
+	*memStore
+	loseNext bool
+}
+
+func (s *lostAnswerStore) WriteJournal(ctx context.Context, dep string, j Journal, cas int) (int, error) {
+	v, err := s.memStore.WriteJournal(ctx, dep, j, cas)
+	if err == nil && s.loseNext {
+		s.loseNext = false
+		return 0, context.Canceled
+	}
+	return v, err
+}
+
+// A journal write that landed though its caller saw an error (a SIGTERM cancelled it mid-call) does not make the
+// holder's next write look like a lost lease: the release after a stop still unlocks the journal.
+func TestWriteWhoseAnswerWasLostDoesNotLoseTheLease(t *testing.T) {
+	b := newBed(t, 1)
+	s := &lostAnswerStore{memStore: b.store}
+	l, err := acquire(context.Background(), s, "prod", "me", time.Hour, b.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.loseNext = true
+	if err := l.update(context.Background(), func(j *Journal) { j.Phase = PhaseStaging }); err == nil {
+		t.Fatal("the write whose answer was lost reported success")
+	}
+	if err := l.release(context.Background()); err != nil {
+		t.Fatalf("release after a write whose answer was lost: %v", err)
+	}
+	j, _, _ := b.store.ReadJournal(context.Background(), "prod")
+	if j.Owner != "" || j.Phase != PhaseStaging {
+		t.Errorf("journal owner %q phase %s, want released and staging", j.Owner, j.Phase)
+	}
+}

@@ -45,6 +45,9 @@ type lease struct {
 	j       Journal
 	version int
 	lost    bool
+	// unsure is the write id of this holder's last write whose outcome it does not know (the call failed or was
+	// cancelled after it may have reached the store): a later conflict caused by that very write is not a lost lease.
+	unsure string
 }
 
 func acquire(ctx context.Context, store Store, dep, owner string, ttl time.Duration, now func() time.Time) (*lease, error) {
@@ -110,17 +113,34 @@ func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opI
 	version, err := l.store.WriteJournal(ctx, l.dep, j, l.version)
 	if errors.Is(err, ErrConflict) {
 		stored, storedVersion, rerr := l.store.ReadJournal(ctx, l.dep)
-		if rerr == nil && stored.OpID == j.OpID {
+		switch {
+		case rerr == nil && stored.OpID == j.OpID:
 			version, err = storedVersion, nil
-		} else {
+		case rerr == nil && l.unsure != "" && stored.OpID == l.unsure && stored.Owner == l.owner:
+			// Our own earlier write landed after all: take it as the base and write this change on top of it.
+			l.j, l.version, l.unsure = stored, storedVersion, ""
+			j = stored
+			j.NodesDone = slices.Clone(stored.NodesDone)
+			change(&j)
+			j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, opID
+			if !hold {
+				j.Owner, j.LeaseUntil = "", time.Time{}
+			}
+			version, err = l.store.WriteJournal(ctx, l.dep, j, l.version)
+			if errors.Is(err, ErrConflict) {
+				l.lost = true
+				return fmt.Errorf("write journal: %w", ErrLeaseLost)
+			}
+		default:
 			l.lost = true
 			return fmt.Errorf("write journal: %w", ErrLeaseLost)
 		}
 	}
 	if err != nil {
+		l.unsure = opID
 		return fmt.Errorf("write journal: %w", err)
 	}
-	l.j, l.version = j, version
+	l.j, l.version, l.unsure = j, version, ""
 	return nil
 }
 
