@@ -55,40 +55,63 @@ func (k ConfigKeys) slot(name string) string {
 
 // ReadConfigKeys reads the key slots of a Qdrant YAML config file. A missing file has no keys.
 func ReadConfigKeys(path string) (ConfigKeys, error) {
+	f, err := readNodeFile(path)
+	return f.keys, err
+}
+
+// nodeFile is what the rotator reads of a node's config file, read and parsed once: its bytes (nil when it is
+// missing), its key slots and its service.enforce_internal_auth.
+type nodeFile struct {
+	data         []byte
+	keys         ConfigKeys
+	internalAuth bool
+}
+
+func readNodeFile(path string) (nodeFile, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return ConfigKeys{}, nil
+		return nodeFile{}, nil
 	}
 	if err != nil {
-		return ConfigKeys{}, fmt.Errorf("read %s: %w", path, err)
+		return nodeFile{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	keys, err := configKeysOf(data)
+	service, err := serviceOf(data)
 	if err != nil {
-		return ConfigKeys{}, fmt.Errorf("parse %s: %w", path, err)
+		return nodeFile{}, fmt.Errorf("parse %s: %w", path, err)
 	}
-	return keys, nil
+	return nodeFile{data: data, keys: keysOf(service), internalAuth: truthy(scalarValue(service, "enforce_internal_auth"))}, nil
 }
 
 // configKeysOf reads the key slots of a config file's content (the first YAML document).
 func configKeysOf(data []byte) (ConfigKeys, error) {
+	service, err := serviceOf(data)
+	return keysOf(service), err
+}
+
+// serviceOf returns the `service` mapping of a config file's content (nil when there is none).
+func serviceOf(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return ConfigKeys{}, err
+		return nil, err
 	}
 	if doc.Kind == 0 || isEmptyNull(doc.Content[0]) { // empty file, comments only, or a bare "---"
-		return ConfigKeys{}, nil
+		return nil, nil
 	}
 	top := doc.Content[0]
 	if top.Kind != yaml.MappingNode {
-		return ConfigKeys{}, errors.New("the top level is not a mapping")
+		return nil, errors.New("the top level is not a mapping")
 	}
-	service := mappingValue(top, "service")
+	return mappingValue(top, "service"), nil
+}
+
+// keysOf reads the key slots of a `service` mapping (nil: none).
+func keysOf(service *yaml.Node) ConfigKeys {
 	return ConfigKeys{
 		APIKey:         scalarValue(service, slotAPIKey),
 		AltAPIKey:      scalarValue(service, slotAltAPIKey),
 		ReadOnlyAPIKey: scalarValue(service, slotReadOnlyKey),
 		JWTRBAC:        truthy(scalarValue(service, slotJWTRBAC)),
-	}, nil
+	}
 }
 
 // isEmptyNull says whether n is an implicit null (nothing written at all).
@@ -377,43 +400,19 @@ func checkReadable(path string, u containerUser) error {
 	return fmt.Errorf("%s (owner %d:%d, mode %04o) cannot be read by the container's user %s, and Qdrant would then start with no API key and accept every request; %s", path, a.uid, a.gid, a.mode, who, fix)
 }
 
-// readInternalAuth reads service.enforce_internal_auth from a config file (false when the file or the setting is
-// absent).
-func readInternalAuth(path string) (bool, error) {
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("read %s: %w", path, err)
-	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return false, fmt.Errorf("parse %s: %w", path, err)
-	}
-	if doc.Kind == 0 || len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return false, nil
-	}
-	return truthy(scalarValue(mappingValue(doc.Content[0], "service"), "enforce_internal_auth")), nil
-}
-
 // checkEditable says, before anything changes, whether a rotation could rewrite the node's config file: the
 // container's user can read it, and the byte-exact edit a staging restart makes (a new key in alt_api_key) is one
 // the rewrite accepts.
-func checkEditable(path, user string, have ConfigKeys) error {
+func checkEditable(path, user string, f nodeFile) error {
 	if err := checkReadable(path, parseContainerUser(user)); err != nil {
 		return err
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
+	if f.data == nil {
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	probe := have
+	probe := f.keys
 	probe.AltAPIKey = strings.Repeat("x", 43) // the shape of a minted key; never written
-	if _, err := spliceConfigKeys(data, probe); err != nil {
+	if _, err := spliceConfigKeys(f.data, probe); err != nil {
 		return fmt.Errorf("%s cannot be rewritten key by key: %w", path, err)
 	}
 	return nil

@@ -22,11 +22,11 @@ func TestInternalAuthIsReadFromEnvAndFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("# operator's file\nservice:\n    api_key: k\n    enforce_internal_auth: true\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if v, err := readInternalAuth(path); err != nil || !v {
-		t.Errorf("file: %v, %v", v, err)
+	if f, err := readNodeFile(path); err != nil || !f.internalAuth {
+		t.Errorf("file: %v, %v", f.internalAuth, err)
 	}
-	if v, err := readInternalAuth(filepath.Join(dir, "missing.yaml")); err != nil || v {
-		t.Errorf("missing file: %v, %v", v, err)
+	if f, err := readNodeFile(filepath.Join(dir, "missing.yaml")); err != nil || f.internalAuth {
+		t.Errorf("missing file: %v, %v", f.internalAuth, err)
 	}
 }
 
@@ -36,16 +36,25 @@ func TestCheckEditableRefusesAtPreflight(t *testing.T) {
 	if err := os.WriteFile(path, []byte("service: {api_key: k}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkEditable(path, "", ConfigKeys{APIKey: "k"}); err == nil || !strings.Contains(err.Error(), "cannot be rewritten key by key") {
+	if err := checkEditable(path, "", readT(t, path)); err == nil || !strings.Contains(err.Error(), "cannot be rewritten key by key") {
 		t.Errorf("flow-mapping service: %v, want a refusal", err)
 	}
 	if err := os.WriteFile(path, []byte("service:\n  api_key: k\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkEditable(path, "1000:1000", ConfigKeys{APIKey: "k"}); err == nil || !strings.Contains(err.Error(), "cannot be read by the container's user") {
+	if err := checkEditable(path, "1000:1000", readT(t, path)); err == nil || !strings.Contains(err.Error(), "cannot be read by the container's user") {
 		t.Errorf("root-owned 0600 file, user 1000: %v, want a refusal", err)
 	}
-	if err := checkEditable(path, "", ConfigKeys{APIKey: "k"}); err != nil {
+	if err := checkEditable(path, "", readT(t, path)); err != nil {
 		t.Errorf("editable file: %v", err)
 	}
+}
+
+func readT(t *testing.T, path string) nodeFile {
+	t.Helper()
+	f, err := readNodeFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
 }

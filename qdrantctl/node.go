@@ -153,19 +153,18 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 	if err != nil {
 		return rotation.Slots{}, err
 	}
-	fileKeys, err := ReadConfigKeys(path)
+	file, err := readNodeFile(path)
 	if err != nil {
 		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
 	}
 	// What Apply would refuse is refused here, at preflight, before any node is touched.
-	if err := checkEditable(path, info.User, fileKeys); err != nil {
+	if err := checkEditable(path, info.User, file); err != nil {
 		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
 	}
-	s := toSlots(fileKeys)
+	s := toSlots(file.keys)
+	s.InternalAuth = file.internalAuth
 	if v, set := internalAuthFromEnv(info.Env); set {
 		s.InternalAuth = v // the environment overrides the file
-	} else if s.InternalAuth, err = readInternalAuth(path); err != nil {
-		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
 	}
 	return s, nil
 }

@@ -171,30 +171,32 @@ func (r *Rotator) downFirst(ctx context.Context, key Key) []Node {
 }
 
 // needsInternalAuth says whether the peers authenticate each other with their primary key: the deployment says so,
-// or any node's own configuration enforces internal auth.
-func (r *Rotator) needsInternalAuth(ctx context.Context) (bool, error) {
-	if r.opt.InternalAuth {
-		return true, nil
-	}
-	for _, n := range r.nodes {
-		s, err := n.Keys(ctx)
-		if err != nil {
-			return false, err
+// or any node's own configuration (have, one per node) enforces internal auth.
+func (r *Rotator) needsInternalAuth(have []Slots) bool {
+	return r.opt.InternalAuth || slices.ContainsFunc(have, func(s Slots) bool { return s.InternalAuth })
+}
+
+// nodeSlots reads the slots every node is configured with.
+func (r *Rotator) nodeSlots(ctx context.Context) ([]Slots, error) {
+	have := make([]Slots, len(r.nodes))
+	for i, n := range r.nodes {
+		var err error
+		if have[i], err = n.Keys(ctx); err != nil {
+			return nil, err
 		}
-		if s.InternalAuth {
-			return true, nil
-		}
 	}
-	return false, nil
+	return have, nil
 }
 
 // replan, on a resume, derives the plan again from what the deployment and the nodes need now: when the peers
 // enforce internal auth and the journal's plan did not know it, a rotation waiting to promote goes through the swap
 // first (every node K2 + alt K1), so promoted peers never refuse the K1 their peers still send.
 func (r *Rotator) replan(ctx context.Context, l *lease) error {
-	j := l.journal()
-	need, err := r.needsInternalAuth(ctx)
-	if err != nil || !need || j.InternalAuth {
+	if l.journal().InternalAuth {
+		return nil
+	}
+	have, err := r.nodeSlots(ctx)
+	if err != nil || !r.needsInternalAuth(have) {
 		return err
 	}
 	err = r.journal(ctx, l, func(j *Journal) {

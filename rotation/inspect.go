@@ -58,11 +58,9 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 		p.Resume = string(jr.Phase)
 		p.Notes = append(p.Notes, fmt.Sprintf("rotation %s was interrupted in phase %s: a run resumes it first", jr.RotationID, jr.Phase))
 	}
-	have := make([]Slots, len(r.nodes))
-	for i, n := range r.nodes {
-		if have[i], err = n.Keys(ctx); err != nil {
-			return p, err
-		}
+	have, err := r.nodeSlots(ctx)
+	if err != nil {
+		return p, err
 	}
 	j := Journal{PendingKey: Key{v: newKeyLabel}}
 	cur, err := r.store.ReadCurrent(ctx, r.opt.Deployment, SlotAdmin)
@@ -114,11 +112,7 @@ func (r *Rotator) Plan(ctx context.Context, req Request) (Plan, error) {
 	if len(r.opt.Keys) > 0 {
 		p.Notes = append(p.Notes, fmt.Sprintf("%d named keys are published for %s at the same time (JWTs signed with it for the scoped ones)", len(r.opt.Keys), newKeyLabel))
 	}
-	internalAuth := r.opt.InternalAuth
-	for _, s := range have {
-		internalAuth = internalAuth || s.InternalAuth
-	}
-	if internalAuth {
+	if r.needsInternalAuth(have) {
 		add(PhaseSwapping, r.swapped(j), old+" and "+newKeyLabel+" accepted")
 		p.Notes = append(p.Notes, "3 restarts per node: the peers run with enforce_internal_auth and send each other their primary key, so every node first takes "+newKeyLabel+" as primary with "+old+" as alt (peers not yet swapped still send "+old+"), and only then drops "+old+"; the 2-restart plan would have promoted nodes refuse their peers' "+old)
 	} else if r.opt.Cluster {

@@ -102,14 +102,7 @@ func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opI
 	if l.lost {
 		return ErrLeaseLost
 	}
-	j := l.j
-	j.NodesDone = slices.Clone(j.NodesDone)
-	change(&j)
-	now := l.now()
-	j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, opID
-	if !hold {
-		j.Owner, j.LeaseUntil = "", time.Time{}
-	}
+	j := l.next(l.j, change, hold, opID)
 	version, err := l.store.WriteJournal(ctx, l.dep, j, l.version)
 	if errors.Is(err, ErrConflict) {
 		stored, storedVersion, rerr := l.store.ReadJournal(ctx, l.dep)
@@ -119,13 +112,7 @@ func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opI
 		case rerr == nil && l.unsure != "" && stored.OpID == l.unsure && stored.Owner == l.owner:
 			// Our own earlier write landed after all: take it as the base and write this change on top of it.
 			l.j, l.version, l.unsure = stored, storedVersion, ""
-			j = stored
-			j.NodesDone = slices.Clone(stored.NodesDone)
-			change(&j)
-			j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, opID
-			if !hold {
-				j.Owner, j.LeaseUntil = "", time.Time{}
-			}
+			j = l.next(stored, change, hold, opID)
 			version, err = l.store.WriteJournal(ctx, l.dep, j, l.version)
 			if errors.Is(err, ErrConflict) {
 				l.lost = true
@@ -142,6 +129,19 @@ func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opI
 	}
 	l.j, l.version, l.unsure = j, version, ""
 	return nil
+}
+
+// next is base with change applied and the lease stamped: renewed when hold, cleared otherwise.
+func (l *lease) next(base Journal, change func(*Journal), hold bool, opID string) Journal {
+	j := base
+	j.NodesDone = slices.Clone(base.NodesDone)
+	change(&j)
+	now := l.now()
+	j.Owner, j.LeaseUntil, j.UpdatedAt, j.OpID = l.owner, now.Add(l.ttl), now, opID
+	if !hold {
+		j.Owner, j.LeaseUntil = "", time.Time{}
+	}
+	return j
 }
 
 func newID() string {

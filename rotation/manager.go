@@ -96,7 +96,7 @@ type managed struct {
 	maxAgeAt time.Time
 	fresh    int
 	freshAt  time.Time
-	keys     []NamedKeyState // as last read by the schedule loop
+	keys     []NamedKeyState // as last read or re-minted by the schedule loop; nil: read them at the next poll
 	open     map[string]bool // node -> open (accepts a key never issued), as last probed by the schedule loop
 }
 
@@ -236,6 +236,7 @@ func (m *Manager) execute(d *managed, run *Run, t Trigger) {
 			if run.State == RunCompleted {
 				d.failures, d.retryAt = 0, time.Time{}
 				d.fresh, d.freshAt = rep.NewVersion, run.Finished
+				d.keys = nil // the run re-minted every named key
 			} else {
 				d.failures++
 				d.retryAt = d.now().Add(min(time.Duration(1<<min(d.failures-1, 6))*10*time.Minute, 6*time.Hour))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -75,18 +76,10 @@ const remintWorkers = 16
 // published (a rerun after a crash) are left alone. It returns how many it published.
 func (r *Rotator) RemintKeys(ctx context.Context, signing Key, rotationID string) (int, error) {
 	now := r.now()
-	for _, k := range r.opt.Keys {
-		if k.Full {
-			continue
-		}
-		sample, err := signToken(signing, k.access(), now.Add(time.Minute))
-		if err != nil {
+	if i := slices.IndexFunc(r.opt.Keys, func(k NamedKey) bool { return !k.Full }); i >= 0 {
+		if err := r.proveJWT(ctx, signing, r.opt.Keys[i], now); err != nil {
 			return 0, err
 		}
-		if err := r.checkAll(ctx, sample); err != nil {
-			return 0, fmt.Errorf("JWT signed with %s: %w", r.fp(signing), err)
-		}
-		break
 	}
 	jobs := make(chan NamedKey)
 	var mu sync.Mutex
@@ -98,7 +91,7 @@ func (r *Rotator) RemintKeys(ctx context.Context, signing Key, rotationID string
 		go func() {
 			defer wg.Done()
 			for k := range jobs {
-				did, err := r.publishNamed(ctx, k, signing, rotationID, now)
+				_, did, err := r.publishNamed(ctx, k, signing, rotationID, now)
 				mu.Lock()
 				if err != nil {
 					errs = append(errs, fmt.Errorf("key %s: %w", k.Name, err))
@@ -123,15 +116,29 @@ func (r *Rotator) RemintKeys(ctx context.Context, signing Key, rotationID string
 	return published, ctx.Err()
 }
 
-func (r *Rotator) publishNamed(ctx context.Context, k NamedKey, signing Key, rotationID string, now time.Time) (bool, error) {
+// proveJWT proves on every node that a JWT with k's access, signed with signing, is accepted (and no node is open).
+func (r *Rotator) proveJWT(ctx context.Context, signing Key, k NamedKey, now time.Time) error {
+	sample, err := signToken(signing, k.access(), now.Add(time.Minute))
+	if err != nil {
+		return err
+	}
+	if err := r.checkAll(ctx, sample); err != nil {
+		return fmt.Errorf("JWT signed with %s: %w", r.fp(signing), err)
+	}
+	return nil
+}
+
+// publishNamed publishes k's credential for the admin key signing and returns the record and whether it wrote it.
+func (r *Rotator) publishNamed(ctx context.Context, k NamedKey, signing Key, rotationID string, now time.Time) (KeyRecord, bool, error) {
 	rec := KeyRecord{Key: signing, Kind: CredentialKey, Since: now, RotationID: rotationID}
 	if !k.Full {
 		tok, err := signToken(signing, k.access(), now.Add(k.TTL))
 		if err != nil {
-			return false, err
+			return rec, false, err
 		}
 		rec.Key, rec.Kind = tok, CredentialJWT
 	}
 	rec.Fingerprint = r.fp(rec.Key)
-	return r.publishOnce(ctx, k.Slot(), rec, 0)
+	did, err := r.publishOnce(ctx, k.Slot(), rec, 0)
+	return rec, did, err
 }

@@ -14,24 +14,27 @@ type OpenError struct {
 }
 
 func (e *OpenError) Error() string {
-	msg := fmt.Sprintf("node %s is open: it accepted a key that was never issued, so it runs with no API key and serves every request", e.Node)
-	if len(e.Diagnosis.Causes) > 0 {
-		msg += "; likely cause: " + strings.Join(e.Diagnosis.Causes, "; ")
-	} else {
-		msg += "; likely cause: the node did not load its keys (an unreadable or missing config file, or no key variable)"
+	d := e.Diagnosis
+	if len(d.Causes) == 0 {
+		d.Causes = []string{"the node did not load its keys (an unreadable or missing config file, or no key variable)"}
 	}
-	return msg + logTail(e.Diagnosis)
+	return fmt.Sprintf("node %s is open: it accepted a key that was never issued, so it runs with no API key and serves every request", e.Node) + explain(d)
 }
 
 // Is makes errors.Is hold for ErrOpen and ErrDrift: an open node does not run with the keys the store calls current.
 func (e *OpenError) Is(target error) bool { return target == ErrOpen || target == ErrDrift }
 
-// logTail quotes the node's last log lines for an error message ("" without any).
-func logTail(d Diagnosis) string {
-	if len(d.LogTail) == 0 {
-		return ""
+// explain is what a diagnosis adds to an error message: the likely causes and the node's last log lines ("" when
+// it has neither).
+func explain(d Diagnosis) string {
+	s := ""
+	if len(d.Causes) > 0 {
+		s += "; likely cause: " + strings.Join(d.Causes, "; ")
 	}
-	return "; its log ends: " + strings.Join(d.LogTail, " | ")
+	if len(d.LogTail) > 0 {
+		s += "; its log ends: " + strings.Join(d.LogTail, " | ")
+	}
+	return s
 }
 
 // refusesStrangers proves that n is not open: a fresh random key, never issued, must get 401.
@@ -102,12 +105,7 @@ func (r *Rotator) downError(ctx context.Context, n Node, err error) error {
 	if !errors.Is(err, ErrNodeDown) {
 		return err
 	}
-	d := r.diagnose(ctx, n)
-	msg := ""
-	if len(d.Causes) > 0 {
-		msg = "; likely cause: " + strings.Join(d.Causes, "; ")
-	}
-	return fmt.Errorf("%w%s%s", err, msg, logTail(d))
+	return fmt.Errorf("%w%s", err, explain(r.diagnose(ctx, n)))
 }
 
 // OpenNodes probes every node with a key never issued and says, by node, whether it accepted it (is open). A node

@@ -46,16 +46,17 @@ func (r *Rotator) NamedKeys(ctx context.Context) ([]NamedKeyState, error) {
 	return out, nil
 }
 
-// due says which JWT named keys must be re-minted now: missing, or with less than a third of their lifetime left.
-func (r *Rotator) due(states []NamedKeyState) []NamedKey {
-	var due []NamedKey
+// dueKeys returns the indexes (in Options.Keys, and so in states) of the JWT named keys to re-mint now: missing, or
+// with less than a third of their lifetime left.
+func (r *Rotator) dueKeys(states []NamedKeyState) []int {
+	var due []int
 	now := r.now()
 	for i, k := range r.opt.Keys {
 		if k.Full {
 			continue
 		}
 		if st := states[i]; st.Missing || st.Expires.Sub(now) < k.TTL/refreshShare {
-			due = append(due, k)
+			due = append(due, i)
 		}
 	}
 	return due
@@ -68,7 +69,7 @@ func (r *Rotator) due(states []NamedKeyState) []NamedKey {
 // and how many keys it published.
 func (r *Rotator) RefreshNamedKeys(ctx context.Context) ([]NamedKeyState, int, error) {
 	states, err := r.NamedKeys(ctx)
-	if err != nil || len(r.due(states)) == 0 {
+	if err != nil || len(r.dueKeys(states)) == 0 {
 		return states, 0, err
 	}
 	l, err := acquire(ctx, r.store, r.opt.Deployment, r.opt.Owner, r.opt.LeaseTTL, r.opt.Clock.Now)
@@ -90,27 +91,23 @@ func (r *Rotator) RefreshNamedKeys(ctx context.Context) ([]NamedKeyState, int, e
 	if states, err = r.NamedKeys(ctx); err != nil { // again, under the lease
 		return states, 0, err
 	}
-	due := r.due(states)
+	due := r.dueKeys(states)
 	if len(due) == 0 {
 		return states, 0, nil
 	}
 	now := r.now()
-	sample, err := signToken(cur.Key, due[0].access(), now.Add(time.Minute))
-	if err != nil {
-		return states, 0, err
-	}
-	if err := r.checkAll(ctx, sample); err != nil {
-		return states, 0, fmt.Errorf("refresh named keys: JWT signed with %s: %w", r.fp(cur.Key), err)
+	if err := r.proveJWT(ctx, cur.Key, r.opt.Keys[due[0]], now); err != nil {
+		return states, 0, fmt.Errorf("refresh named keys: %w", err)
 	}
 	refreshID := "refresh-" + now.UTC().Format("20060102T150405Z") + "-" + newID()[:6]
-	published := 0
-	for _, k := range due {
-		if _, err := r.publishNamed(ctx, k, cur.Key, refreshID, now); err != nil {
-			return states, published, fmt.Errorf("refresh named key %s: %w", k.Name, err)
+	for n, i := range due {
+		k := r.opt.Keys[i]
+		rec, _, err := r.publishNamed(ctx, k, cur.Key, refreshID, now)
+		if err != nil {
+			return states, n, fmt.Errorf("refresh named key %s: %w", k.Name, err)
 		}
-		published++
+		states[i] = NamedKeyState{Name: k.Name, Kind: rec.Kind, Fingerprint: rec.Fingerprint, Expires: now.Add(k.TTL)}
 	}
-	r.emit(Event{Step: "published", Message: fmt.Sprintf("%d named JWT keys re-minted before they expire", published)})
-	states, err = r.NamedKeys(ctx)
-	return states, published, err
+	r.emit(Event{Step: "published", Message: fmt.Sprintf("%d named JWT keys re-minted before they expire", len(due))})
+	return states, len(due), nil
 }

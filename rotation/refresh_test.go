@@ -2,6 +2,8 @@ package rotation
 
 import (
 	"context"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -117,4 +119,57 @@ func TestRotationEndsWithNoKeyOutsideLabelledVersions(t *testing.T) {
 	if got := b.store.retired["prod/keys/admin"]; len(got) != 1 || got[0] != 1 {
 		t.Errorf("retired versions of the full-access named key: %v, want [1] (the first rotation's key is retired by the second)", got)
 	}
+}
+
+// countingStore counts reads of named key records.
+type countingStore struct {
+	*memStore
+	mu    sync.Mutex
+	reads int
+}
+
+func (s *countingStore) ReadCurrent(ctx context.Context, dep string, slot Slot) (KeyRecord, error) {
+	if strings.HasPrefix(string(slot), "keys/") {
+		s.mu.Lock()
+		s.reads++
+		s.mu.Unlock()
+	}
+	return s.memStore.ReadCurrent(ctx, dep, slot)
+}
+
+// An idle poll reads no named key record: the states the loop keeps say none is due.
+func TestIdlePollsReadNoNamedKeys(t *testing.T) {
+	b := newBed(t, 2)
+	s := &countingStore{memStore: b.store}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m := NewManager(ctx, nil, Hooks{})
+	sched, err := NewSchedule("prod", ScheduleSpec{MaxAge: 1000 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := b.rotatorOn(s, func(o *Options) { o.Keys = namedKeys(true); o.Observe = m.Observer("prod") })
+	if _, err := r.Rotate(ctx, Request{}); err != nil {
+		t.Fatal(err)
+	}
+	m.Add(r, &sched)
+	m.RunSchedules(5 * time.Millisecond)
+	waitFor(t, func() bool {
+		for _, v := range m.Deployments(ctx) {
+			return len(v.Keys) == 3
+		}
+		return false
+	})
+	s.mu.Lock()
+	s.reads = 0
+	s.mu.Unlock()
+	time.Sleep(100 * time.Millisecond) // about 20 polls
+	s.mu.Lock()
+	reads := s.reads
+	s.mu.Unlock()
+	if reads != 0 {
+		t.Errorf("idle polls read %d named key records, want 0", reads)
+	}
+	cancel()
+	m.Wait()
 }

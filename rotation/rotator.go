@@ -314,10 +314,9 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 	if err := r.checkAll(ctx, cur.Key); err != nil {
 		return err
 	}
-	for _, n := range r.nodes {
-		if _, err := n.Keys(ctx); err != nil {
-			return fmt.Errorf("preflight: %w", err)
-		}
+	have, err := r.nodeSlots(ctx)
+	if err != nil {
+		return fmt.Errorf("preflight: %w", err)
 	}
 	if r.opt.Cluster {
 		if err := r.clusterPreflight(ctx, cur.Key); err != nil {
@@ -347,10 +346,7 @@ func (r *Rotator) begin(ctx context.Context, l *lease, req Request, rep *Report)
 	if req.Emergency {
 		kind, phase = KindEmergency, PhaseCutting
 	}
-	internalAuth, err := r.needsInternalAuth(ctx)
-	if err != nil {
-		return err
-	}
+	internalAuth := r.needsInternalAuth(have)
 	now := r.now()
 	err = r.journal(ctx, l, func(j *Journal) {
 		*j = Journal{

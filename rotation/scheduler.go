@@ -77,13 +77,15 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 }
 
 // refreshKeys re-mints the deployment's JWT named keys that are near expiry, unless a run of it is in flight (that
-// run re-mints them), and keeps their states for the API and metrics.
+// run re-mints them), and keeps their states for the API and metrics. The states it keeps decide whether to look at
+// the store at all: an expiry only moves later (a re-mint, here or elsewhere), so while none of them is due an idle
+// poll reads nothing; after a run here, they are read again.
 func (m *Manager) refreshKeys(name string, d *managed) {
 	if !d.rot.usesJWTKeys() {
 		return
 	}
 	m.mu.Lock()
-	if d.running != "" {
+	if d.running != "" || (d.keys != nil && len(d.rot.dueKeys(d.keys)) == 0) {
 		m.mu.Unlock()
 		return
 	}

@@ -78,7 +78,7 @@ func (s *Store) Publish(ctx context.Context, deployment string, slot rotation.Sl
 		return 0, err
 	}
 	if cas == 0 {
-		if err := s.requireCAS(ctx, path); err != nil {
+		if err := s.requireCAS(ctx, path, 0); err != nil {
 			return version, err
 		}
 	}
@@ -159,10 +159,13 @@ func (s *Store) WriteJournal(ctx context.Context, deployment string, j rotation.
 		"error": j.Error, "op_id": j.OpID, "old_fingerprint": j.OldFingerprint, "pending_fingerprint": j.PendingFingerprint,
 		"internal_auth": strconv.FormatBool(j.InternalAuth),
 	}, cas)
-	if err == nil && (cas == 0 || j.Phase.Final()) {
+	if _, done := s.oneVersion.Load(path); err == nil && !done && (cas == 0 || j.Phase.Final()) {
 		// One version only: a journal's earlier versions hold the keys of rotations that have ended. Check-and-set
-		// still works (version numbers keep counting); set again at each ending for journals made before.
-		err = s.keepOneVersion(ctx, path)
+		// still works (version numbers keep counting). Set at creation, and once per process at an ending for
+		// journals made before.
+		if err = s.requireCAS(ctx, path, 1); err == nil {
+			s.oneVersion.Store(path, true)
+		}
 	}
 	return version, err
 }

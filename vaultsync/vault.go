@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/vault/api"
@@ -71,6 +72,8 @@ type Store struct {
 	k8s       *Kubernetes
 	tokenFile string
 	recheck   time.Duration
+	// oneVersion holds the journal paths whose metadata this process has set to keep one version.
+	oneVersion sync.Map
 }
 
 var _ rotation.Store = (*Store)(nil)
@@ -272,20 +275,14 @@ func (s *Store) Get(ctx context.Context, path string) (map[string]string, int, e
 	return out, sec.VersionMetadata.Version, nil
 }
 
-// requireCAS sets cas_required on a record's metadata, so no writer can skip check-and-set on it.
-func (s *Store) requireCAS(ctx context.Context, path string) error {
-	yes := true
-	if err := s.kv.PatchMetadata(ctx, path, api.KVMetadataPatchInput{CASRequired: &yes}); err != nil {
-		return fmt.Errorf("vault: metadata of %s/%s: %w", s.mount, path, classify(err))
+// requireCAS sets cas_required on a record's metadata, so no writer can skip check-and-set on it, and, when
+// maxVersions > 0, max_versions: Vault then keeps only that many latest versions (older ones go at the next write).
+func (s *Store) requireCAS(ctx context.Context, path string, maxVersions int) error {
+	in := api.KVMetadataPatchInput{CASRequired: new(true)}
+	if maxVersions > 0 {
+		in.MaxVersions = &maxVersions
 	}
-	return nil
-}
-
-// keepOneVersion sets cas_required and max_versions 1 on a record's metadata: Vault then keeps only its latest
-// version (older ones are removed at the next write).
-func (s *Store) keepOneVersion(ctx context.Context, path string) error {
-	yes, one := true, 1
-	if err := s.kv.PatchMetadata(ctx, path, api.KVMetadataPatchInput{CASRequired: &yes, MaxVersions: &one}); err != nil {
+	if err := s.kv.PatchMetadata(ctx, path, in); err != nil {
 		return fmt.Errorf("vault: metadata of %s/%s: %w", s.mount, path, classify(err))
 	}
 	return nil

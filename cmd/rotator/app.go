@@ -36,6 +36,7 @@ type app struct {
 	store    *vaultsync.Store
 	engine   *qdrantctl.Engine
 	fp       rotation.Fingerprinter
+	byLabel  map[string][]string // deployment -> containers found by its label (containers)
 }
 
 // newApp loads the config and connects to Vault and Docker. The fingerprint secret is created in Vault by the first
@@ -99,12 +100,24 @@ func (a *app) fingerprinter(ctx context.Context) (rotation.Fingerprinter, error)
 	return rotation.NewFingerprinter(secret)
 }
 
-// containers are a deployment's container names: listed, or found by label.
+// containers are a deployment's container names: listed, or found by label (asked of Docker once per command, as
+// every deployment's rotator checks its containers against every other deployment's).
 func (a *app) containers(ctx context.Context, d config.Deployment) ([]string, error) {
 	if d.Label == "" {
 		return d.Containers, nil
 	}
-	return a.engine.ContainersByLabel(ctx, d.Label)
+	if names, ok := a.byLabel[d.Name]; ok {
+		return names, nil
+	}
+	names, err := a.engine.ContainersByLabel(ctx, d.Label)
+	if err != nil {
+		return nil, err
+	}
+	if a.byLabel == nil {
+		a.byLabel = map[string][]string{}
+	}
+	a.byLabel[d.Name] = names
+	return names, nil
 }
 
 // rotator builds the domain rotator of one deployment.
