@@ -47,6 +47,28 @@ bench: ## benchmarks: rotation vs bare restarts on 3 stand-in nodes (ratio, prob
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
 	  $(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./...
 
+# Fuzz targets as package:FuzzName, run one after another by `make fuzz` for FUZZTIME each.
+FUZZTIME     ?= 3m
+FUZZ_TARGETS ?= ./config:FuzzParse ./daemon:FuzzAPI ./qdrantctl:FuzzWriteConfigKeys ./testbed/standin:FuzzJWTRoundTrip
+# Schedules of the randomized model check of the rotation protocol that `make fuzz` runs (make test runs 10,000).
+MODELCHECK_N ?= 300000
+
+.PHONY: fuzz
+fuzz: ## run each fuzz target for FUZZTIME (default 3m) and the model check for MODELCHECK_N schedules; print executions
+	@set -o pipefail; out=$$(mktemp -d); failed=0; \
+	for t in $(FUZZ_TARGETS); do \
+	  pkg=$${t%%:*}; name=$${t##*:}; \
+	  echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+	  $(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg 2>&1 | tee $$out/$$name.log || failed=1; \
+	  last=$$(grep '^fuzz: elapsed: ' $$out/$$name.log | tail -1); \
+	  execs=$$(sed -n 's/.*, execs: \([0-9]*\).*/\1/p' <<<"$$last"); elapsed=$$(sed -n 's/^fuzz: elapsed: \([^,]*\),.*/\1/p' <<<"$$last"); \
+	  echo "$$name: $${execs:-0} execs in $${elapsed:-0s}" >>$$out/summary; \
+	done; \
+	echo "== TestModelCheck (./rotation) for $(MODELCHECK_N) schedules"; \
+	ROTATOR_MODELCHECK_N=$(MODELCHECK_N) $(GO) test -run '^TestModelCheck$$' -count=1 -timeout 0 -v ./rotation/ 2>&1 | tee $$out/model.log | grep -v '^=== ' || failed=1; \
+	echo "TestModelCheck: $$(grep -o '[0-9]* schedules[^;]*' $$out/model.log | tail -1)" >>$$out/summary; \
+	echo "== executions per target"; cat $$out/summary; rm -rf $$out; exit $$failed
+
 .PHONY: demo
 demo: build ## the main job, locally: Vault dev server + 3 stand-in nodes, a full key rotation (KEEP=1 stays up)
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \

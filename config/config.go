@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -245,7 +243,8 @@ func Parse(data []byte) (*Config, error) {
 
 var errEmpty = errors.New("the config is empty")
 
-// parse applies the defaults, then the file, strictly.
+// parse applies the defaults, then the file, strictly (one document; unknown keys are errors), then the defaults of
+// what the file left unset.
 func parse(data []byte) (*Config, error) {
 	c := Default()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -254,8 +253,21 @@ func parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errEmpty
 		}
-		return nil, fmt.Errorf("parse: %w", err)
+		return nil, fmt.Errorf("parse: %w", withLine(data, err))
 	}
+	var next yaml.Node
+	if err := dec.Decode(&next); !errors.Is(err, io.EOF) {
+		if err != nil {
+			return nil, fmt.Errorf("parse: %w", withLine(data, err))
+		}
+		return nil, fmt.Errorf("parse: line %d: a second YAML document; a config file holds one", next.Line)
+	}
+	c.defaultsUnset()
+	return c, nil
+}
+
+// defaultsUnset gives the settings the file left out (or set to zero) their defaults.
+func (c *Config) defaultsUnset() {
 	if c.Daemon.Listen == "" {
 		c.Daemon.Listen = "127.0.0.1:8080"
 	}
@@ -281,248 +293,12 @@ func parse(data []byte) (*Config, error) {
 			d.KeyTTL = Duration(720 * time.Hour)
 		}
 	}
-	return c, nil
 }
 
 // Default is the configuration before the file is read.
 func Default() *Config {
 	r := Duration(720 * time.Hour)
 	return &Config{Vault: Vault{Mount: "secret", Prefix: "qdrant", Retention: &r, LeaseTTL: Duration(60 * time.Second)}}
-}
-
-var (
-	deploymentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-	// collectionName is what Qdrant allows in a collection name (no path separators or control characters).
-	collectionName = regexp.MustCompile(`^[^/\\\x00-\x1f*?<>|:"]{1,255}$`)
-	vaultPath      = regexp.MustCompile(`^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$`)
-	labelSelector  = regexp.MustCompile(`^[^=\s]+(=[^\s]*)?$`)
-	envName        = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
-
-// Validate checks every field and names each one that is wrong: everything `rotator daemon` and `rotator rotate`
-// check at start-up without contacting Vault or Docker, including the content of the files the daemon needs from
-// its first moment (webhook secrets, TLS certificates and keys, CA bundles).
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(field, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
-	}
-	if a := c.Vault.Address; a != "" && !isHTTPURL(a) {
-		bad("vault.address", "%q: want an http:// or https:// URL", a)
-	}
-	if !vaultPath.MatchString(c.Vault.Mount) {
-		bad("vault.mount", "%q is not a mount path", c.Vault.Mount)
-	}
-	if c.Vault.Prefix != "" && !vaultPath.MatchString(c.Vault.Prefix) {
-		bad("vault.prefix", "%q is not a path (letters, digits, _ . - separated by /)", c.Vault.Prefix)
-	}
-	if c.Vault.LeaseTTL.Std() < 3*time.Second {
-		bad("vault.lease_ttl", "%s is shorter than 3s", c.Vault.LeaseTTL.Std())
-	}
-	if c.Vault.Retention != nil && c.Vault.Retention.Std() < 0 {
-		bad("vault.retention", "%s is negative", c.Vault.Retention.Std())
-	}
-	if k := c.Vault.Kubernetes; k != nil {
-		if c.Vault.TokenFile != "" || c.Vault.AppRole != nil {
-			bad("vault", "kubernetes excludes token_file and approle")
-		}
-		if k.Role == "" {
-			bad("vault.kubernetes.role", "is required")
-		}
-	}
-	if a := c.Vault.AppRole; a != nil {
-		if c.Vault.TokenFile != "" {
-			bad("vault", "token_file and approle exclude each other")
-		}
-		if (a.RoleID == "") == (a.RoleIDFile == "") {
-			bad("vault.approle", "set exactly one of role_id and role_id_file")
-		}
-		if a.SecretIDFile == "" {
-			bad("vault.approle.secret_id_file", "is required (the secret id is never written inline)")
-		}
-	}
-	if len(c.Deployments) == 0 {
-		bad("deployments", "at least one deployment is required")
-	}
-	if c.Daemon.PollInterval.Std() < 100*time.Millisecond {
-		bad("daemon.poll_interval", "%s is shorter than 100ms", c.Daemon.PollInterval.Std())
-	}
-	if _, port, err := net.SplitHostPort(c.Daemon.Listen); err != nil || port == "" {
-		bad("daemon.listen", "%q: want host:port (like 127.0.0.1:8080)", c.Daemon.Listen)
-	}
-	if t := c.Daemon.TLS; t != nil {
-		if t.CertFile == "" || t.KeyFile == "" {
-			bad("daemon.tls", "cert_file and key_file are both required")
-		} else if err := checkKeyPair(t.CertFile, t.KeyFile); err != nil {
-			bad("daemon.tls", "%v", err)
-		}
-	}
-	tokenNames := map[string]bool{}
-	for i, tok := range c.Daemon.Tokens {
-		f := fmt.Sprintf("daemon.tokens[%d]", i)
-		if tok.Name == "" || tokenNames[tok.Name] {
-			bad(f+".name", "%q is empty or used twice", tok.Name)
-		}
-		tokenNames[tok.Name] = true
-		if tok.Role != "admin" && tok.Role != "read" {
-			bad(f+".role", "%q: want admin or read", tok.Role)
-		}
-		n := 0
-		for _, v := range []string{tok.File, tok.Env, tok.Vault} {
-			if v != "" {
-				n++
-			}
-		}
-		if n != 1 {
-			bad(f, "set exactly one of file, env and vault (a token is never written inline)")
-		}
-		if tok.Env != "" && !envName.MatchString(tok.Env) {
-			bad(f+".env", "%q is not an environment variable name", tok.Env)
-		}
-		if tok.Vault != "" && !vaultPath.MatchString(tok.Vault) {
-			bad(f+".vault", "%q is not a path under the Vault prefix (letters, digits, _ . - separated by /)", tok.Vault)
-		}
-	}
-	for i, w := range c.Daemon.Webhooks {
-		f := fmt.Sprintf("daemon.webhooks[%d]", i)
-		if !isHTTPURL(w.URL) {
-			// Not quoted: webhook URLs often carry a secret in their path.
-			bad(f+".url", "want an http:// or https:// URL with a host")
-		}
-		if w.SecretFile == "" {
-			bad(f+".secret_file", "is required: events are signed")
-		} else if err := checkSecretFile(w.SecretFile); err != nil {
-			bad(f+".secret_file", "%v", err)
-		}
-	}
-	seen := map[string]bool{}
-	for i, d := range c.Deployments {
-		f := fmt.Sprintf("deployments[%d]", i)
-		if d.Name != "" {
-			f = fmt.Sprintf("deployments[%d] (%s)", i, d.Name)
-		}
-		switch {
-		case !deploymentName.MatchString(d.Name):
-			bad(f+".name", "%q: want 1-63 characters from [a-z0-9_-], starting with a letter or digit", d.Name)
-		case seen[d.Name]:
-			bad(f+".name", "%q is used by another deployment", d.Name)
-		}
-		seen[d.Name] = true
-		switch d.Mode {
-		case "env":
-			if d.ConfigPath != "" {
-				bad(f+".config_path", "is for mode file only")
-			}
-		case "file":
-			if !strings.HasPrefix(d.ConfigPath, "/") {
-				bad(f+".config_path", "%q: mode file needs the config file's absolute path inside the containers", d.ConfigPath)
-			}
-		default:
-			bad(f+".mode", "%q: want env or file", d.Mode)
-		}
-		if (len(d.Containers) == 0) == (d.Label == "") {
-			bad(f, "set exactly one of containers and label")
-		}
-		if d.Label != "" && !labelSelector.MatchString(d.Label) {
-			bad(f+".label", "%q: want key or key=value", d.Label)
-		}
-		names := map[string]bool{}
-		for j, n := range d.Containers {
-			if n == "" || names[n] {
-				bad(fmt.Sprintf("%s.containers[%d]", f, j), "%q is empty or listed twice", n)
-			}
-			names[n] = true
-		}
-		for _, n := range sortedKeys(d.URLs) {
-			u := d.URLs[n]
-			if !isHTTPURL(u) {
-				bad(f+".urls."+n, "%q: want an http:// or https:// URL", u)
-			}
-			if len(d.Containers) > 0 && !names[n] {
-				bad(f+".urls."+n, "names no container of the deployment")
-			}
-		}
-		if d.Grace.Std() < 0 {
-			bad(f+".grace", "%s is negative", d.Grace.Std())
-		}
-		checkBounds(bad, f+".ready_timeout", d.ReadyTimeout.Std(), minReadyTimeout, maxReadyTimeout,
-			"a node gets this long to come back and pass its checks")
-		checkBounds(bad, f+".stop_timeout", d.StopTimeout.Std(), minStopTimeout, maxStopTimeout,
-			"Docker takes whole seconds: below 1s it kills Qdrant at once")
-		checkSchedule(bad, f, d)
-		if d.ReadOnly != "keep" && d.ReadOnly != "rotate" {
-			bad(f+".read_only", "%q: want keep or rotate", d.ReadOnly)
-		}
-		if d.KeyTTL.Std() < time.Minute {
-			bad(f+".key_ttl", "%s is shorter than 1m", d.KeyTTL.Std())
-		}
-		for _, name := range sortedKeys(d.Keys) {
-			k := d.Keys[name]
-			kf := f + ".keys." + name
-			if !deploymentName.MatchString(name) {
-				bad(kf, "the name %q: want 1-63 characters from [a-z0-9_-], starting with a letter or digit", name)
-			}
-			if !k.Read {
-				bad(kf, "read: false: every key reads; a key that writes without reading is not expressible in Qdrant")
-			}
-			seenCol := map[string]bool{}
-			for j, c := range k.Collections {
-				switch {
-				case !collectionName.MatchString(c):
-					bad(fmt.Sprintf("%s.collections[%d]", kf, j), "%q is not a collection name", c)
-				case seenCol[c]:
-					bad(fmt.Sprintf("%s.collections[%d]", kf, j), "%q is listed twice", c)
-				}
-				seenCol[c] = true
-			}
-			if k.Collections != nil && len(k.Collections) == 0 {
-				bad(kf+".collections", "is empty: leave it out for all collections")
-			}
-			if k.TTL != 0 && k.TTL.Std() < time.Minute {
-				bad(kf+".ttl", "%s is shorter than 1m", k.TTL.Std())
-			}
-		}
-		checkJWTLifetimes(bad, f, d, c.Daemon.PollInterval.Std())
-		var worst string
-		var lag time.Duration
-		for _, name := range sortedKeys(d.Consumers) {
-			c := d.Consumers[name]
-			if c.Lag < 0 || c.RenderInterval < 0 || c.Reload < 0 {
-				bad(f+".consumers."+name, "durations must not be negative")
-			}
-			if c.MaxLag() <= 0 {
-				bad(f+".consumers."+name, "set lag, or render_interval (and reload)")
-			}
-			if c.MaxLag() > lag {
-				worst, lag = name, c.MaxLag()
-			}
-		}
-		if worst != "" && d.Grace.Std() < lag {
-			c := d.Consumers[worst]
-			how := fmt.Sprintf("lag %s", c.Lag.Std())
-			if c.Lag == 0 {
-				how = fmt.Sprintf("render_interval %s + reload %s", c.RenderInterval.Std(), c.Reload.Std())
-			}
-			bad(f+".grace", "%s is shorter than the largest consumer lag, %s of consumer %s (%s), by %s: the old key would be dropped before those consumers can have moved",
-				d.Grace.Std(), lag, worst, how, lag-d.Grace.Std())
-		}
-		if t := d.TLS; t != nil {
-			if (t.CertFile == "") != (t.KeyFile == "") {
-				bad(f+".tls", "cert_file and key_file go together")
-			} else if t.CertFile != "" {
-				if err := checkKeyPair(t.CertFile, t.KeyFile); err != nil {
-					bad(f+".tls", "%v", err)
-				}
-			}
-			if t.CAFile != "" {
-				if err := checkCAFile(t.CAFile); err != nil {
-					bad(f+".tls.ca_file", "%v", err)
-				}
-			}
-		}
-	}
-	checkSharedContainers(bad, c.Deployments)
-	return errors.Join(errs...)
 }
 
 // Parse returns the window's days and its start and end as offsets from midnight.

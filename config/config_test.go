@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -70,7 +71,7 @@ func TestBadConfigs(t *testing.T) {
 		{"grace under the lag", base + "    grace: 30s\n    consumers: {agents: {render_interval: 60s, reload: 5s}, jobs: {lag: 10s}}\n",
 			"deployments[0] (prod).grace: 30s is shorter than the largest consumer lag, 1m5s of consumer agents (render_interval 1m0s + reload 5s), by 35s"},
 		{"consumer without lag", base + "    consumers: {agents: {}}\n", "consumers.agents: set lag, or render_interval"},
-		{"six-field cron", base + "    schedule: \"0 0 3 * * *\"\n", `deployments[0] (prod).schedule: "0 0 3 * * *" has 6 fields: use standard 5-field cron`},
+		{"six-field cron", base + "    schedule: \"0 0 3 * * *\"\n", `deployments[0] (prod).schedule: schedule "0 0 3 * * *" has 6 fields: use standard 5-field cron`},
 		{"bad time zone", base + "    timezone: Mars/Olympus\n", `timezone: "Mars/Olympus" is not a time zone`},
 		{"bad window", base + "    windows: [{days: [funday], start: \"02:00\", end: \"05:00\"}]\n", `windows[0]: day "funday"`},
 		{"window time", base + "    windows: [{start: \"2am\", end: \"05:00\"}]\n", `windows[0]: time "2am": want HH:MM`},
@@ -98,6 +99,14 @@ func TestBadConfigs(t *testing.T) {
 		{"token vault path", "daemon:\n  tokens: [{name: ops, role: admin, vault: \"/x//y\"}]\n" + base, `daemon.tokens[0].vault: "/x//y" is not a path`},
 		{"listen without port", "daemon:\n  listen: localhost\n" + base, `daemon.listen: "localhost": want host:port`},
 		{"vault address", "vault:\n  address: vault:8200\n" + base, `vault.address: "vault:8200": want an http:// or https:// URL`},
+		{"second document", base + "---\n" + base, "parse: line 5: a second YAML document"},
+		{"not UTF-8", base + "    label: \xff\n", "parse: line 5: yaml: invalid leading UTF-8 octet"},
+		{"control character", base + "    label: a\x01b\n", "parse: line 5: yaml: control characters are not allowed"},
+		{"syntax error on the first line", `"`, "parse: line 1: yaml: found unexpected end of stream"},
+		{"unknown alias", base + "    label: *nope\n", "parse: line 5: yaml: unknown anchor 'nope' referenced"},
+		{"bad !!binary", base + "    label: !!binary '%%%'\n", "parse: line 5: yaml: !!binary value contains invalid base64 data"},
+		{"merge of a scalar", base + "    <<: 3\n", "parse: line 5: yaml: map merge requires map or sequence of maps as the value"},
+		{"name with a line break", "deployments:\n  - name: \"a\\nb\"\n    mode: env\n    containers: [a]\n", `deployments[0] ("a\nb").name: "a\nb": want 1-63`},
 		{"webhook secret missing", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x, secret_file: /nonexistent/hook.secret}]\n" + base,
 			"daemon.webhooks[0].secret_file: open /nonexistent/hook.secret: no such file"},
 	}
@@ -164,6 +173,11 @@ func TestLoadRefusesWhatTheDaemonWould(t *testing.T) {
 	write("blank.secret", " \n\t\n")
 	write("good.secret", "s3cret\n")
 	write("junk.pem", "not a certificate\n")
+	write("huge.pem", strings.Repeat("#", 1<<20+1))
+	// A pipe nobody writes to: reading it would wait for ever; it is refused at once.
+	if err := syscall.Mkfifo(filepath.Join(dir, "hook.fifo"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cases := []struct{ name, yaml, want string }{
 		{"empty file", "", "config file " + filepath.Join(dir, "empty file.yml") + " is empty"},
 		{"only comments", "# nothing yet\n\n", "is empty"},
@@ -171,6 +185,11 @@ func TestLoadRefusesWhatTheDaemonWould(t *testing.T) {
 			"daemon.webhooks[0].secret_file: file " + filepath.Join(dir, "blank.secret") + " is empty"},
 		{"daemon tls junk", "daemon:\n  tls: {cert_file: junk.pem, key_file: junk.pem}\n" + base, "daemon.tls: cert_file " + filepath.Join(dir, "junk.pem")},
 		{"node ca junk", base + "    tls: {ca_file: junk.pem}\n", "deployments[0] (prod).tls.ca_file: " + filepath.Join(dir, "junk.pem") + ": no PEM certificate"},
+		{"secret a folder", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x, secret_file: .}]\n" + base,
+			"daemon.webhooks[0].secret_file: " + dir + " is not a regular file"},
+		{"secret a pipe", "daemon:\n  webhooks: [{url: http://127.0.0.1:9/x, secret_file: hook.fifo}]\n" + base,
+			"daemon.webhooks[0].secret_file: " + filepath.Join(dir, "hook.fifo") + " is not a regular file"},
+		{"ca a huge file", base + "    tls: {ca_file: huge.pem}\n", "deployments[0] (prod).tls.ca_file: " + filepath.Join(dir, "huge.pem") + " is larger than 1048576 bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -61,7 +61,7 @@ func checkSharedContainers(bad reporter, deps []Deployment) {
 				continue
 			}
 			if other, ok := owner[n]; ok && other != d.Name {
-				bad(fmt.Sprintf("deployments[%d] (%s).containers[%d]", i, d.Name, j),
+				bad(fmt.Sprintf("%s.containers[%d]", deploymentField(i, d.Name), j),
 					"container %q is also in deployment %s: rotating one deployment would lock the other's clients out", n, other)
 				continue
 			}

@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
@@ -26,14 +25,11 @@ func (d Deployment) ScheduleSpec() (spec rotation.ScheduleSpec, ok bool) {
 	return spec, true
 }
 
-// checkSchedule checks the schedule's fields one by one, then compiles it exactly as the daemon does, so a file
-// `rotator check` accepts is one the daemon can schedule.
+// checkSchedule checks the fields the domain's message would not name (time zone, jitter, max age, windows), then
+// compiles the schedule exactly as the daemon does (rotation.NewSchedule, which judges the cron expression), so a
+// file `rotator check` accepts is one the daemon can schedule.
 func checkSchedule(bad reporter, f string, d Deployment) {
 	ok := true
-	if n := len(strings.Fields(d.Schedule)); d.Schedule != "" && n != 5 && !strings.HasPrefix(d.Schedule, "@") {
-		bad(f+".schedule", "%q has %d fields: use standard 5-field cron (minute hour day-of-month month day-of-week); a seconds field is not accepted", d.Schedule, n)
-		ok = false
-	}
 	if d.TimeZone != "" {
 		if _, err := time.LoadLocation(d.TimeZone); err != nil {
 			bad(f+".timezone", "%q is not a time zone", d.TimeZone)
@@ -62,24 +58,32 @@ func checkSchedule(bad reporter, f string, d Deployment) {
 		bad(f+".schedule", "%v", err)
 		return
 	}
-	if spec.Cron == "" {
-		return
+	if gap, ok := shortestGap(spec); ok && gap < minScheduleInterval {
+		bad(f+".schedule", "%q fires every %s; scheduled rotations must be at least %s apart", d.Schedule, gap, minScheduleInterval)
 	}
-	// The shortest gap between firings, from a fixed instant (not the clock) and without the jitter.
-	s, _ := rotation.NewSchedule(d.Name, rotation.ScheduleSpec{Cron: spec.Cron, TimeZone: spec.TimeZone})
+}
+
+// shortestGap is the shortest time between the cron expression's firings, from a fixed instant (not the clock) and
+// without the jitter; ok is false without a cron expression or when it stops firing.
+func shortestGap(spec rotation.ScheduleSpec) (gap time.Duration, ok bool) {
+	if spec.Cron == "" {
+		return 0, false
+	}
+	s, err := rotation.NewSchedule("", rotation.ScheduleSpec{Cron: spec.Cron, TimeZone: spec.TimeZone})
+	if err != nil {
+		return 0, false
+	}
 	at := time.Date(2025, time.January, 1, 0, 0, 0, 0, time.UTC)
-	gap := time.Duration(-1)
+	gap = -1
 	for range 4 {
 		next := s.NextCron(at)
 		if next.IsZero() {
-			return
+			return 0, false
 		}
 		if g := next.Sub(at); gap < 0 || g < gap {
 			gap = g
 		}
 		at = next
 	}
-	if gap < minScheduleInterval {
-		bad(f+".schedule", "%q fires every %s; scheduled rotations must be at least %s apart", d.Schedule, gap, minScheduleInterval)
-	}
+	return gap, true
 }

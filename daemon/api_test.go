@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/rotation/rotationtest"
 )
 
 // TestBearerSchemeAnyCase: the scheme name is case-insensitive (RFC 7235); anything else is 401.
@@ -112,8 +113,8 @@ func TestRunErrorClass(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rot, err := rotation.New(&fakeStore{cur: rotation.KeyRecord{Key: key, Fingerprint: fp.Of(key), Version: 1, Since: time.Unix(0, 0)}},
-		[]rotation.Node{refusingNode{}}, rotation.Options{Deployment: "prod", Fingerprints: fp, ReadyTimeout: time.Second})
+	rot, err := rotation.New(storeWith(t, "prod", rotation.KeyRecord{Key: key, Fingerprint: fp.Of(key), Since: time.Unix(0, 0)}),
+		[]rotation.Node{newRefusingNode(t)}, rotation.Options{Deployment: "prod", Fingerprints: fp, ReadyTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,56 +158,24 @@ func TestRunErrorClass(t *testing.T) {
 	mgr.Wait()
 }
 
-// fakeStore holds one current admin record and a journal.
-type fakeStore struct {
-	mu      sync.Mutex
-	cur     rotation.KeyRecord
-	journal rotation.Journal
-	version int
-}
-
-func (s *fakeStore) ReadCurrent(_ context.Context, _ string, slot rotation.Slot) (rotation.KeyRecord, error) {
-	if slot != rotation.SlotAdmin {
-		return rotation.KeyRecord{}, rotation.ErrNotFound
+// storeWith is a store whose deployment dep has rec as its current admin record (version 1).
+func storeWith(tb testing.TB, dep string, rec rotation.KeyRecord) *rotationtest.Store {
+	tb.Helper()
+	s := rotationtest.NewStore()
+	if _, err := s.Publish(context.Background(), dep, rotation.SlotAdmin, rec, 0); err != nil {
+		tb.Fatal(err)
 	}
-	return s.cur, nil
+	return s
 }
 
-func (s *fakeStore) Publish(context.Context, string, rotation.Slot, rotation.KeyRecord, int) (int, error) {
-	return 0, errors.New("fake store: publish not expected")
-}
-
-func (s *fakeStore) Retire(context.Context, string, rotation.Slot, int, time.Time) error { return nil }
-
-func (s *fakeStore) ReadJournal(context.Context, string) (rotation.Journal, int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.journal, s.version, nil
-}
-
-func (s *fakeStore) WriteJournal(_ context.Context, _ string, j rotation.Journal, cas int) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cas != s.version {
-		return 0, rotation.ErrConflict
+// newRefusingNode is node q0 running a key of its own, which no test sends: it refuses the store's key (drift).
+func newRefusingNode(tb testing.TB) *rotationtest.Node {
+	tb.Helper()
+	own, err := rotation.NewKey()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	s.journal, s.version = j, s.version+1
-	return s.version, nil
-}
-
-// refusingNode answers every key with 401: drift. The embedded interface stands for methods the test never needs.
-type refusingNode struct{ rotation.Node }
-
-func (refusingNode) Name() string                                 { return "q0" }
-func (refusingNode) Method() string                               { return "fake" }
-func (refusingNode) Keys(context.Context) (rotation.Slots, error) { return rotation.Slots{}, nil }
-func (refusingNode) Recover(context.Context) error                { return nil }
-func (refusingNode) Apply(context.Context, rotation.Slots) error {
-	return errors.New("fake node: apply not expected")
-}
-func (refusingNode) Diagnose(context.Context) rotation.Diagnosis { return rotation.Diagnosis{} }
-func (refusingNode) Probe(context.Context, rotation.Key) error {
-	return fmt.Errorf("HTTP 401: %w", rotation.ErrRejected)
+	return rotationtest.NewNode("q0", rotation.Slots{APIKey: own})
 }
 
 func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }

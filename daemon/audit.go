@@ -60,8 +60,8 @@ func SecretFile(path string) func() ([]byte, error) {
 	}
 }
 
-// Auditor writes audit events as JSON lines to a stream and POSTs them to webhooks, signed, retrying with backoff,
-// from one goroutine it owns (Close waits for it).
+// Auditor writes audit events as JSON lines to a stream and POSTs them to webhooks, signed, retrying with backoff
+// (a network error, a 5xx, 408 or 429; another 4xx is final), from one goroutine it owns (Close waits for it).
 type Auditor struct {
 	out      io.Writer
 	webhooks []Webhook
@@ -158,10 +158,16 @@ func (a *Auditor) post(ctx context.Context, h Webhook, body []byte) error {
 		return err
 	}
 	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("webhook answered HTTP %d", resp.StatusCode)
+	if resp.StatusCode < 300 {
+		return nil
 	}
-	return nil
+	err = fmt.Errorf("webhook answered HTTP %d", resp.StatusCode)
+	if resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != http.StatusRequestTimeout && resp.StatusCode != http.StatusTooManyRequests {
+		// The receiver refuses the request itself: sending it again changes nothing, and would hold up the events
+		// queued behind it.
+		return rotation.Permanent(err)
+	}
+	return err
 }
 
 func hostOf(raw string) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/rotation/rotationtest"
 )
 
 // An open node (it accepts a key never issued) is a failure in GET /v1/deployments and in rotator_node_open.
@@ -19,8 +20,9 @@ func TestOpenNodeShowsInDeploymentsAndMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rot, err := rotation.New(&fakeStore{cur: rotation.KeyRecord{Key: key, Fingerprint: fp.Of(key), Version: 1, Since: time.Now()}},
-		[]rotation.Node{openNode{}}, rotation.Options{Deployment: "prod", Fingerprints: fp, ReadyTimeout: time.Second})
+	openNode := rotationtest.NewNode("q0", rotation.Slots{}) // no key: it accepts every key, as Qdrant started without one
+	rot, err := rotation.New(storeWith(t, "prod", rotation.KeyRecord{Key: key, Fingerprint: fp.Of(key), Since: time.Now()}),
+		[]rotation.Node{openNode}, rotation.Options{Deployment: "prod", Fingerprints: fp, ReadyTimeout: time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,8 +62,3 @@ func TestOpenNodeShowsInDeploymentsAndMetrics(t *testing.T) {
 	cancel()
 	mgr.Wait()
 }
-
-// openNode accepts every key, as Qdrant does when it started without one.
-type openNode struct{ refusingNode }
-
-func (openNode) Probe(context.Context, rotation.Key) error { return nil }

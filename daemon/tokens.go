@@ -62,6 +62,7 @@ type Tokens struct {
 	sources []TokenSource
 	ttl     time.Duration
 	logger  *slog.Logger
+	now     func() time.Time // time.Now; tests set their own
 
 	mu      sync.Mutex
 	values  []string
@@ -74,7 +75,7 @@ func NewTokens(sources []TokenSource, ttl time.Duration, logger *slog.Logger) *T
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Tokens{sources: sources, ttl: ttl, logger: logger, failing: make([]bool, len(sources))}
+	return &Tokens{sources: sources, ttl: ttl, logger: logger, now: time.Now, failing: make([]bool, len(sources))}
 }
 
 // Check returns the name and role of the token; roleNone when it matches none. Every source is compared, whatever
@@ -104,7 +105,7 @@ func (t *Tokens) Check(_ context.Context, token string) (string, role) {
 func (t *Tokens) current() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.values != nil && time.Since(t.fetched) < t.ttl {
+	if t.values != nil && t.now().Sub(t.fetched) < t.ttl {
 		return t.values
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -127,6 +128,6 @@ func (t *Tokens) current() []string {
 			values[i] = v
 		}
 	}
-	t.values, t.fetched = values, time.Now()
+	t.values, t.fetched = values, t.now()
 	return values
 }

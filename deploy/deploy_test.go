@@ -25,7 +25,9 @@ import (
 	"github.com/hashicorp/vault/api"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 	"github.com/qdrantrotator/rotator/testbed/vaultdev"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // The tests never print a key or a secret id: they compare inside the test (or inside the agent's child, by hash)
@@ -621,7 +623,7 @@ func TestDockerfileRuntimeStage(t *testing.T) {
 	}
 	mustWrite("Dockerfile", "FROM scratch\n"+strings.ReplaceAll(final, "COPY --from=build /", "COPY "), 0o644)
 
-	tag := "qdrant-rotator-deploytest:" + strings.ToLower(randomKey(t)[:12])
+	tag := "qdrant-rotator-deploytest:" + hashHex(randomKey(t))[:12] // hex: a tag may not start with "-"
 	tag = regexp.MustCompile(`[^a-z0-9:-]`).ReplaceAllString(tag, "x")
 	dockerBuild := exec.Command("docker", "build", "-q", "--label", "io.qdrant-rotator.testbed=deploy", "-t", tag, ".")
 	dockerBuild.Dir = ctxDir
@@ -989,7 +991,7 @@ func fillAgentConfig(t *testing.T, variant string, repl map[string]string, comma
 type agent struct {
 	name string
 	cmd  *exec.Cmd
-	out  *lockedBuffer
+	out  *syncbuf.Buffer
 	sec  *secrets
 	done chan struct{}
 }
@@ -1001,7 +1003,7 @@ func startAgent(t *testing.T, bin, name, config string, sec *secrets) *agent {
 	if err := os.WriteFile(path, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	a := &agent{name: name, out: &lockedBuffer{}, sec: sec, done: make(chan struct{})}
+	a := &agent{name: name, out: &syncbuf.Buffer{}, sec: sec, done: make(chan struct{})}
 	a.cmd = exec.Command(bin, "agent", "-config="+path)
 	// No VAULT_TOKEN or VAULT_ADDR: the agent logs in with its AppRole at the address in its config.
 	a.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}
@@ -1033,34 +1035,19 @@ func (a *agent) stop() {
 func (a *agent) waitFor(t *testing.T, bound time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
+	err := wait.For(context.Background(), what+" from vault agent ("+a.name+")", bound, 20*time.Millisecond, func() (bool, error) {
 		if cond() {
-			return time.Since(start)
+			return true, nil
 		}
 		select {
 		case <-a.done:
 			t.Fatalf("vault agent (%s) exited while waiting for %s:\n%s", a.name, what, a.sec.redact(a.out.String()))
-		case <-time.After(20 * time.Millisecond):
+		default:
 		}
-		if time.Since(start) > bound {
-			t.Fatalf("vault agent (%s): no %s within %s:\n%s", a.name, what, bound, a.sec.redact(a.out.String()))
-		}
+		return false, nil
+	})
+	if err != nil {
+		t.Fatalf("%v:\n%s", err, a.sec.redact(a.out.String()))
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return time.Since(start)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/qdrantrotator/rotator/qdrantctl"
 	"github.com/qdrantrotator/rotator/rotation"
 	"github.com/qdrantrotator/rotator/testbed/harness"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // TestFileModeChecksTheContainerUserCanRead runs a stand-in node as 1000:1000 with its local.yaml bind-mounted
@@ -30,7 +31,7 @@ func TestFileModeChecksTheContainerUserCanRead(t *testing.T) {
 	if !ok {
 		t.Fatal("no host path for config/local.yaml")
 	}
-	n, err := qdrantctl.NewNode(h.Engine, qdrantctl.NodeOptions{Container: node.Name, Mode: qdrantctl.ModeFile, ConfigPath: "/qdrant/config/local.yaml", StopTimeout: 5 * time.Second})
+	n, err := qdrantctl.NewNode(h.Engine.Engine, qdrantctl.NodeOptions{Container: node.Name, Mode: qdrantctl.ModeFile, ConfigPath: "/qdrant/config/local.yaml", StopTimeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,15 +75,8 @@ func TestFileModeChecksTheContainerUserCanRead(t *testing.T) {
 // waitAccepts probes until the node accepts key (it restarts after Apply).
 func waitAccepts(t *testing.T, n *qdrantctl.Node, key rotation.Key) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	wait.UntilEvery(t, "the node to accept the key", 30*time.Second, 200*time.Millisecond, func() (bool, error) {
 		err := n.Probe(context.Background(), key)
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the node does not accept the key: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 }

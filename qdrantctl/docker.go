@@ -1,14 +1,14 @@
 package qdrantctl
 
-// This is the only file that imports the Docker SDK (github.com/docker/docker/...): moving to
-// github.com/moby/moby/client later stays a change to this file alone. Everything else speaks in the
-// plain types below.
+// This is the only product file that imports the Docker SDK (github.com/docker/docker/...): moving to
+// github.com/moby/moby/client stays a change to this file alone. Everything else speaks in the plain types below.
+// The Engine makes its calls through dockerAPI, the few SDK calls it uses; its tests put a client talking to
+// recorded Engine answers behind it (docker_replay_test.go). The test bed's own Docker operations (building images,
+// creating networks and containers) live in testbed/dockerbed.
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,28 +20,48 @@ import (
 	"sync"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
+
+// dockerAPI is the part of the Docker SDK client the Engine uses, and nothing more.
+type dockerAPI interface {
+	ContainerInspect(ctx context.Context, container string) (container.InspectResponse, error)
+	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
+	ContainerLogs(ctx context.Context, container string, options container.LogsOptions) (io.ReadCloser, error)
+	ContainerCreate(ctx context.Context, config *container.Config, hostConfig *container.HostConfig, networkingConfig *network.NetworkingConfig, platform *ocispec.Platform, containerName string) (container.CreateResponse, error)
+	ContainerStart(ctx context.Context, container string, options container.StartOptions) error
+	ContainerStop(ctx context.Context, container string, options container.StopOptions) error
+	ContainerRename(ctx context.Context, container, newContainerName string) error
+	ContainerRemove(ctx context.Context, container string, options container.RemoveOptions) error
+	NetworkConnect(ctx context.Context, network, container string, config *network.EndpointSettings) error
+	ImageInspect(ctx context.Context, image string, options ...client.ImageInspectOption) (image.InspectResponse, error)
+	Close() error
+}
+
+var _ dockerAPI = (*client.Client)(nil)
 
 // Engine is a connection to a Docker Engine, configured from the standard DOCKER_* environment.
 type Engine struct {
-	cli *client.Client
+	api dockerAPI
 	// removals are old containers being removed in the background after a Recreate; Close waits for them.
 	removals sync.WaitGroup
 }
 
 // NewEngine connects to the Docker Engine named by DOCKER_HOST (default: the local socket), negotiating the API
 // version so that older engines work, and checks that it answers.
-func NewEngine(ctx context.Context) (*Engine, error) {
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+func NewEngine(ctx context.Context) (*Engine, error) { return dial(ctx, client.FromEnv) }
+
+// dial is NewEngine with the client's options given (a test points it at recorded answers).
+func dial(ctx context.Context, opts ...client.Opt) (*Engine, error) {
+	cli, err := client.NewClientWithOpts(append(opts, client.WithAPIVersionNegotiation())...)
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
@@ -49,217 +69,72 @@ func NewEngine(ctx context.Context) (*Engine, error) {
 		cli.Close()
 		return nil, fmt.Errorf("docker engine does not answer: %w", err)
 	}
-	return &Engine{cli: cli}, nil
+	return &Engine{api: cli}, nil
 }
 
 // Close waits for background removals and releases the connection.
 func (e *Engine) Close() error {
 	e.removals.Wait()
-	return e.cli.Close()
+	return e.api.Close()
 }
 
-// File is one file of an image build context.
-type File struct {
-	Name string
-	Mode int64
-	Data []byte
-}
-
-// BuildImage builds an image from an in-memory context holding a Dockerfile and the files it copies
-// (used by the test bed and the demo to build the Qdrant stand-in; no registry is involved).
-func (e *Engine) BuildImage(ctx context.Context, tag string, labels map[string]string, files []File) error {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.Name, Mode: f.Mode, Size: int64(len(f.Data)), ModTime: time.Unix(0, 0)}); err != nil {
-			return fmt.Errorf("build image %s: %w", tag, err)
-		}
-		if _, err := tw.Write(f.Data); err != nil {
-			return fmt.Errorf("build image %s: %w", tag, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
-	}
-	resp, err := e.cli.ImageBuild(ctx, &buf, build.ImageBuildOptions{Tags: []string{tag}, Labels: labels, Remove: true, ForceRemove: true})
-	if err != nil {
-		return fmt.Errorf("build image %s: %w", tag, err)
-	}
-	defer resp.Body.Close()
-	// The build streams JSON messages; an error arrives as a message, not as an HTTP status.
-	dec := json.NewDecoder(resp.Body)
-	for {
-		var msg struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&msg); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return fmt.Errorf("build image %s: read progress: %w", tag, err)
-		}
-		if msg.Error != "" {
-			return fmt.Errorf("build image %s: %s", tag, msg.Error)
-		}
-	}
-}
-
-// ImageExists says whether the engine has an image with that reference.
-func (e *Engine) ImageExists(ctx context.Context, ref string) (bool, error) {
-	_, err := e.cli.ImageInspect(ctx, ref)
-	if client.IsErrNotFound(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("inspect image %s: %w", ref, err)
-	}
-	return true, nil
-}
-
-// CreateNetwork creates a bridge network and returns its id.
-func (e *Engine) CreateNetwork(ctx context.Context, name string, labels map[string]string) (string, error) {
-	resp, err := e.cli.NetworkCreate(ctx, name, network.CreateOptions{Driver: "bridge", Labels: labels})
-	if err != nil {
-		return "", fmt.Errorf("create network %s: %w", name, err)
-	}
-	return resp.ID, nil
-}
-
-// RemoveNetwork removes a network; a network that is already gone is not an error.
-func (e *Engine) RemoveNetwork(ctx context.Context, id string) error {
-	if err := e.cli.NetworkRemove(ctx, id); err != nil && !client.IsErrNotFound(err) {
-		return fmt.Errorf("remove network %s: %w", id, err)
-	}
-	return nil
-}
-
-// ContainerSpec describes a container to create.
-type ContainerSpec struct {
-	Name    string
-	Image   string
-	Env     []string // KEY=value
-	Cmd     []string
-	Labels  map[string]string
-	Network string   // network name or id to attach to
-	Aliases []string // DNS names on that network
-	// Publish lists container TCP ports to publish on 127.0.0.1, each on a port the engine picks.
-	Publish []int
-	// Binds are bind mounts in Docker's "host:container[:options]" form.
-	Binds []string
-	// User is the user the container runs as ("uid" or "uid:gid"); empty keeps the image's.
-	User string
-}
-
-// CreateContainer creates (but does not start) a container and returns its id.
-func (e *Engine) CreateContainer(ctx context.Context, spec ContainerSpec) (string, error) {
-	exposed := nat.PortSet{}
-	bindings := nat.PortMap{}
-	for _, p := range spec.Publish {
-		port := nat.Port(strconv.Itoa(p) + "/tcp")
-		exposed[port] = struct{}{}
-		bindings[port] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: "0"}}
-	}
-	cfg := &container.Config{Image: spec.Image, Env: spec.Env, Cmd: spec.Cmd, Labels: spec.Labels, ExposedPorts: exposed, User: spec.User}
-	host := &container.HostConfig{PortBindings: bindings, Binds: spec.Binds}
-	var netCfg *network.NetworkingConfig
-	if spec.Network != "" {
-		host.NetworkMode = container.NetworkMode(spec.Network)
-		netCfg = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-			spec.Network: {Aliases: spec.Aliases},
-		}}
-	}
-	resp, err := e.cli.ContainerCreate(ctx, cfg, host, netCfg, nil, spec.Name)
-	if err != nil {
-		return "", fmt.Errorf("create container %s: %w", spec.Name, err)
-	}
-	return resp.ID, nil
-}
-
-// StartContainer starts a created or stopped container.
-func (e *Engine) StartContainer(ctx context.Context, id string) error {
-	if err := e.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+// start starts a created or stopped container.
+func (e *Engine) start(ctx context.Context, id string) error {
+	if err := e.api.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return fmt.Errorf("start container %s: %w", id, err)
 	}
 	return nil
 }
 
-// StopContainer sends the container's stop signal (SIGTERM unless configured otherwise), kills it after the
-// timeout, and returns its exit code once it has stopped.
-func (e *Engine) StopContainer(ctx context.Context, id string, timeout time.Duration) (int, error) {
+// stop sends the container's stop signal (SIGTERM unless configured otherwise), kills it after the timeout, and
+// checks that it has stopped.
+func (e *Engine) stop(ctx context.Context, id string, timeout time.Duration) error {
 	secs := int(timeout.Seconds())
-	if err := e.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil {
-		return 0, fmt.Errorf("stop container %s: %w", id, err)
+	if err := e.api.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs}); err != nil {
+		return fmt.Errorf("stop container %s: %w", id, err)
 	}
-	return e.exitCode(ctx, id)
-}
-
-// KillContainer sends a signal (for example "SIGKILL") and waits until the container has stopped.
-func (e *Engine) KillContainer(ctx context.Context, id, signal string) (int, error) {
-	waitC, errC := e.cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
-	if err := e.cli.ContainerKill(ctx, id, signal); err != nil {
-		return 0, fmt.Errorf("kill container %s: %w", id, err)
-	}
-	return awaitExit(id, waitC, errC)
-}
-
-// WaitExit waits until the container is not running and returns its exit code.
-func (e *Engine) WaitExit(ctx context.Context, id string) (int, error) {
-	waitC, errC := e.cli.ContainerWait(ctx, id, container.WaitConditionNotRunning)
-	return awaitExit(id, waitC, errC)
-}
-
-func awaitExit(id string, waitC <-chan container.WaitResponse, errC <-chan error) (int, error) {
-	select {
-	case res := <-waitC:
-		if res.Error != nil {
-			return 0, fmt.Errorf("wait container %s: %s", id, res.Error.Message)
-		}
-		return int(res.StatusCode), nil
-	case err := <-errC:
-		return 0, fmt.Errorf("wait container %s: %w", id, err)
-	}
-}
-
-func (e *Engine) exitCode(ctx context.Context, id string) (int, error) {
-	info, err := e.cli.ContainerInspect(ctx, id)
+	info, err := e.api.ContainerInspect(ctx, id)
 	if err != nil {
-		return 0, fmt.Errorf("inspect container %s: %w", id, err)
+		return fmt.Errorf("inspect container %s: %w", id, err)
 	}
 	if info.State == nil {
-		return 0, fmt.Errorf("inspect container %s: no state", id)
+		return fmt.Errorf("inspect container %s: no state", id)
 	}
 	if info.State.Running {
-		return 0, fmt.Errorf("container %s is still running", id)
+		return fmt.Errorf("container %s is still running", id)
 	}
-	return info.State.ExitCode, nil
+	return nil
 }
 
-// Running says whether the container is running.
-func (e *Engine) Running(ctx context.Context, id string) (bool, error) {
-	info, err := e.cli.ContainerInspect(ctx, id)
-	if err != nil {
-		return false, fmt.Errorf("inspect container %s: %w", id, err)
+// remove force-removes a container, keeping its volumes; a container already gone is not an error.
+func (e *Engine) remove(ctx context.Context, id string) error {
+	err := e.api.ContainerRemove(ctx, id, container.RemoveOptions{Force: true})
+	if err != nil && strings.Contains(err.Error(), "is already in progress") {
+		return e.awaitRemoved(ctx, id) // another process removes it: wait for that removal to finish
 	}
-	return info.State != nil && info.State.Running, nil
-}
-
-// RemoveContainer force-removes a container and its anonymous volumes (the test bed's clean-up); a container
-// already gone is not an error.
-func (e *Engine) RemoveContainer(ctx context.Context, id string) error {
-	return e.remove(ctx, id, true)
-}
-
-// remove force-removes a container, with or without its anonymous volumes.
-func (e *Engine) remove(ctx context.Context, id string, volumes bool) error {
-	err := e.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: volumes})
 	if err != nil && !client.IsErrNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", id, err)
 	}
 	return nil
 }
 
+// awaitRemoved waits until a container another caller is removing is gone.
+func (e *Engine) awaitRemoved(ctx context.Context, id string) error {
+	for {
+		if _, err := e.api.ContainerInspect(ctx, id); client.IsErrNotFound(err) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("remove container %s: another removal did not finish: %w", id, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
 // HostPort returns the 127.0.0.1 port on which a container's TCP port is published.
 func (e *Engine) HostPort(ctx context.Context, id string, containerPort int) (int, error) {
-	info, err := e.cli.ContainerInspect(ctx, id)
+	info, err := e.api.ContainerInspect(ctx, id)
 	if err != nil {
 		return 0, fmt.Errorf("inspect container %s: %w", id, err)
 	}
@@ -273,43 +148,9 @@ func (e *Engine) HostPort(ctx context.Context, id string, containerPort int) (in
 	return 0, fmt.Errorf("container %s: port %d is not published on 127.0.0.1", id, containerPort)
 }
 
-// CopyFiles writes files (relative name -> content, mode 0600) into a directory of a container.
-func (e *Engine) CopyFiles(ctx context.Context, id, dir string, files map[string]string) error {
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, name := range names {
-		data := files[name]
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: int64(len(data)), ModTime: time.Now()}); err != nil {
-			return fmt.Errorf("copy files into %s: %w", id, err)
-		}
-		if _, err := io.WriteString(tw, data); err != nil {
-			return fmt.Errorf("copy files into %s: %w", id, err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("copy files into %s: %w", id, err)
-	}
-	if err := e.cli.CopyToContainer(ctx, id, dir, &buf, container.CopyToContainerOptions{}); err != nil {
-		return fmt.Errorf("copy files into %s:%s: %w", id, dir, err)
-	}
-	return nil
-}
-
-// Logs returns what the container wrote to stdout and stderr.
-func (e *Engine) Logs(ctx context.Context, id string) (string, error) { return e.logs(ctx, id, "all") }
-
 // LogTail returns the last lines a container wrote to stdout and stderr.
 func (e *Engine) LogTail(ctx context.Context, id string, lines int) (string, error) {
-	return e.logs(ctx, id, strconv.Itoa(lines))
-}
-
-func (e *Engine) logs(ctx context.Context, id, tail string) (string, error) {
-	rc, err := e.cli.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: tail})
+	rc, err := e.api.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(lines)})
 	if err != nil {
 		return "", fmt.Errorf("logs of container %s: %w", id, err)
 	}
@@ -319,64 +160,6 @@ func (e *Engine) logs(ctx context.Context, id, tail string) (string, error) {
 		return out.String(), fmt.Errorf("logs of container %s: %w", id, err)
 	}
 	return out.String(), nil
-}
-
-// Labelled is a container, network or volume found by label.
-type Labelled struct {
-	ID     string
-	Name   string
-	Labels map[string]string
-}
-
-// Containers lists all containers (running or not) carrying a label ("key" or "key=value").
-func (e *Engine) Containers(ctx context.Context, label string) ([]Labelled, error) {
-	list, err := e.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", label))})
-	if err != nil {
-		return nil, fmt.Errorf("list containers with label %s: %w", label, err)
-	}
-	out := make([]Labelled, 0, len(list))
-	for _, c := range list {
-		name := ""
-		if len(c.Names) > 0 {
-			name = c.Names[0]
-		}
-		out = append(out, Labelled{ID: c.ID, Name: name, Labels: c.Labels})
-	}
-	return out, nil
-}
-
-// Networks lists the networks carrying a label.
-func (e *Engine) Networks(ctx context.Context, label string) ([]Labelled, error) {
-	list, err := e.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
-	if err != nil {
-		return nil, fmt.Errorf("list networks with label %s: %w", label, err)
-	}
-	out := make([]Labelled, 0, len(list))
-	for _, n := range list {
-		out = append(out, Labelled{ID: n.ID, Name: n.Name, Labels: n.Labels})
-	}
-	return out, nil
-}
-
-// Volumes lists the volumes carrying a label.
-func (e *Engine) Volumes(ctx context.Context, label string) ([]Labelled, error) {
-	list, err := e.cli.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", label))})
-	if err != nil {
-		return nil, fmt.Errorf("list volumes with label %s: %w", label, err)
-	}
-	out := make([]Labelled, 0, len(list.Volumes))
-	for _, v := range list.Volumes {
-		out = append(out, Labelled{ID: v.Name, Name: v.Name, Labels: v.Labels})
-	}
-	return out, nil
-}
-
-// RemoveVolume removes a volume; a volume already gone is not an error.
-func (e *Engine) RemoveVolume(ctx context.Context, name string) error {
-	if err := e.cli.VolumeRemove(ctx, name, true); err != nil && !client.IsErrNotFound(err) {
-		return fmt.Errorf("remove volume %s: %w", name, err)
-	}
-	return nil
 }
 
 // ContainerInfo is what the rotator needs to know of a container.
@@ -404,7 +187,7 @@ type MountInfo struct {
 
 // Inspect returns a container's info; a missing container is an error wrapping ErrNoContainer.
 func (e *Engine) Inspect(ctx context.Context, name string) (ContainerInfo, error) {
-	info, err := e.cli.ContainerInspect(ctx, name)
+	info, err := e.api.ContainerInspect(ctx, name)
 	if client.IsErrNotFound(err) {
 		return ContainerInfo{}, fmt.Errorf("container %s: %w", name, ErrNoContainer)
 	}
@@ -427,10 +210,10 @@ var ErrNoContainer = errors.New("no such container")
 
 // Restart stops a container (its stop signal, then SIGKILL after timeout), checks that it stopped, and starts it.
 func (e *Engine) Restart(ctx context.Context, name string, timeout time.Duration) error {
-	if _, err := e.StopContainer(ctx, name, timeout); err != nil {
+	if err := e.stop(ctx, name, timeout); err != nil {
 		return err
 	}
-	return e.StartContainer(ctx, name)
+	return e.start(ctx, name)
 }
 
 // Names a Recreate gives the two containers while it swaps them, so a crash at any point loses nothing.
@@ -450,11 +233,11 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	if err := e.RecoverRecreate(ctx, name); err != nil {
 		return err
 	}
-	info, err := e.cli.ContainerInspect(ctx, name)
+	info, err := e.api.ContainerInspect(ctx, name)
 	if err != nil {
 		return fmt.Errorf("recreate container %s: %w", name, err)
 	}
-	img, err := e.cli.ImageInspect(ctx, info.Image)
+	img, err := e.api.ImageInspect(ctx, info.Image)
 	if err != nil {
 		return fmt.Errorf("recreate container %s: inspect image: %w", name, err)
 	}
@@ -463,7 +246,7 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	}
 	// The new container is created from the same image reference; refuse if that reference now names another image
 	// (a re-pulled tag), which would upgrade Qdrant behind the operator's back.
-	if now, err := e.cli.ImageInspect(ctx, info.Config.Image); err != nil || now.ID != info.Image {
+	if now, err := e.api.ImageInspect(ctx, info.Config.Image); err != nil || now.ID != info.Image {
 		return fmt.Errorf("recreate container %s: image %s no longer names the image the container runs (%s); recreating would change Qdrant's version", name, info.Config.Image, info.Image)
 	}
 	cfg := *info.Config
@@ -476,7 +259,7 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	cfg.Env = change(cfg.Env)
 	host := info.HostConfig
 	if mode := string(host.NetworkMode); strings.HasPrefix(mode, "container:") {
-		other, err := e.cli.ContainerInspect(ctx, strings.TrimPrefix(mode, "container:"))
+		other, err := e.api.ContainerInspect(ctx, strings.TrimPrefix(mode, "container:"))
 		if err != nil {
 			return fmt.Errorf("recreate container %s: network mode %s: %w", name, mode, err)
 		}
@@ -513,10 +296,10 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	}
 	created := make(chan result, 1)
 	go func() {
-		resp, err := e.cli.ContainerCreate(ctx, &cfg, host, netCfg, nil, name+newSuffix)
+		resp, err := e.api.ContainerCreate(ctx, &cfg, host, netCfg, nil, name+newSuffix)
 		if err == nil && netCfg != nil {
 			for _, n := range netNames[1:] {
-				if err = e.cli.NetworkConnect(ctx, n, resp.ID, endpoints[n]); err != nil {
+				if err = e.api.NetworkConnect(ctx, n, resp.ID, endpoints[n]); err != nil {
 					err = fmt.Errorf("connect network %s: %w", n, err)
 					break
 				}
@@ -527,7 +310,7 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	wasRunning := info.State != nil && info.State.Running
 	var stopErr error
 	if wasRunning {
-		_, stopErr = e.StopContainer(ctx, info.ID, timeout)
+		stopErr = e.stop(ctx, info.ID, timeout)
 	}
 	res := <-created
 	// From here on, a failure puts the old container back as it was (renamed back and started again if it ran),
@@ -535,24 +318,24 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 	bg := context.WithoutCancel(ctx)
 	restore := func(cause error) error {
 		if res.id != "" {
-			_ = e.remove(bg, res.id, false)
+			_ = e.remove(bg, res.id)
 		}
-		_ = e.cli.ContainerRename(bg, info.ID, name)
+		_ = e.api.ContainerRename(bg, info.ID, name)
 		if wasRunning {
-			_ = e.StartContainer(bg, info.ID)
+			_ = e.start(bg, info.ID)
 		}
 		return fmt.Errorf("recreate container %s (the old one was put back): %w", name, cause)
 	}
 	if res.err != nil || stopErr != nil {
 		return restore(errors.Join(res.err, stopErr))
 	}
-	if err := e.cli.ContainerRename(bg, info.ID, name+oldSuffix); err != nil {
+	if err := e.api.ContainerRename(bg, info.ID, name+oldSuffix); err != nil {
 		return restore(fmt.Errorf("rename the old one: %w", err))
 	}
-	if err := e.cli.ContainerRename(bg, res.id, name); err != nil {
+	if err := e.api.ContainerRename(bg, res.id, name); err != nil {
 		return restore(fmt.Errorf("rename the new one: %w", err))
 	}
-	if err := e.StartContainer(bg, res.id); err != nil {
+	if err := e.start(bg, res.id); err != nil {
 		return fmt.Errorf("recreate container %s: %w", name, err)
 	}
 	// The old container is removed while the new one boots, keeping its volumes (named volumes carry over to the
@@ -563,7 +346,7 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 		defer e.removals.Done()
 		rctx, cancel := context.WithTimeout(bg, 30*time.Second)
 		defer cancel()
-		_ = e.remove(rctx, info.ID, false)
+		_ = e.remove(rctx, info.ID)
 	}()
 	return nil
 }
@@ -572,25 +355,26 @@ func (e *Engine) Recreate(ctx context.Context, name string, change func(env []st
 // removed; with NAME missing, NAME-rotator-old is renamed back; with NAME present, NAME-rotator-old goes (a rerun
 // re-applies the wanted settings either way).
 func (e *Engine) RecoverRecreate(ctx context.Context, name string) error {
-	if err := e.remove(ctx, name+newSuffix, false); err != nil {
+	e.removals.Wait() // this engine's own removal of the last NAME-rotator-old, still under way
+	if err := e.remove(ctx, name+newSuffix); err != nil {
 		return fmt.Errorf("recover container %s: %w", name, err)
 	}
-	old, err := e.cli.ContainerInspect(ctx, name+oldSuffix)
+	old, err := e.api.ContainerInspect(ctx, name+oldSuffix)
 	if client.IsErrNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return fmt.Errorf("recover container %s: %w", name, err)
 	}
-	if _, err := e.cli.ContainerInspect(ctx, name); client.IsErrNotFound(err) {
-		if err := e.cli.ContainerRename(ctx, old.ID, name); err != nil {
+	if _, err := e.api.ContainerInspect(ctx, name); client.IsErrNotFound(err) {
+		if err := e.api.ContainerRename(ctx, old.ID, name); err != nil {
 			return fmt.Errorf("recover container %s: rename back: %w", name, err)
 		}
 		return nil
 	} else if err != nil {
 		return fmt.Errorf("recover container %s: %w", name, err)
 	}
-	return e.remove(ctx, old.ID, false)
+	return e.remove(ctx, old.ID)
 }
 
 // subtractImageDefaults removes from cfg what it only inherited from the image, so the recreated container keeps
@@ -638,13 +422,16 @@ func subtractImageDefaults(cfg *container.Config, img *dockerspec.DockerOCIImage
 // ContainersByLabel returns the names of the containers carrying a label ("key" or "key=value"), sorted, leaving
 // out the previous containers a Recreate keeps for a moment.
 func (e *Engine) ContainersByLabel(ctx context.Context, label string) ([]string, error) {
-	list, err := e.Containers(ctx, label)
+	list, err := e.api.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", label))})
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list containers with label %s: %w", label, err)
 	}
 	var names []string
 	for _, c := range list {
-		name := strings.TrimPrefix(c.Name, "/")
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
 		if !strings.HasSuffix(name, oldSuffix) && !strings.HasSuffix(name, newSuffix) {
 			names = append(names, name)
 		}

@@ -191,15 +191,15 @@ func (r *Rotator) nodeSlots(ctx context.Context) ([]Slots, error) {
 // replan, on a resume, derives the plan again from what the deployment and the nodes need now: when the peers
 // enforce internal auth and the journal's plan did not know it, a rotation waiting to promote goes through the swap
 // first (every node K2 + alt K1), so promoted peers never refuse the K1 their peers still send.
-func (r *Rotator) replan(ctx context.Context, l *lease) error {
-	if l.journal().InternalAuth {
+func (h *holder) replan(ctx context.Context) error {
+	if h.lease.journal().InternalAuth {
 		return nil
 	}
-	have, err := r.nodeSlots(ctx)
-	if err != nil || !r.needsInternalAuth(have) {
+	have, err := h.nodeSlots(ctx)
+	if err != nil || !h.needsInternalAuth(have) {
 		return err
 	}
-	err = r.journal(ctx, l, func(j *Journal) {
+	err = h.writeJournal(ctx, func(j *Journal) {
 		j.InternalAuth = true
 		if j.Phase == PhasePromoting {
 			j.Phase, j.NodesDone, j.Node = PhaseSwapping, nil, ""
@@ -208,7 +208,7 @@ func (r *Rotator) replan(ctx context.Context, l *lease) error {
 	if err != nil {
 		return err
 	}
-	r.emitJ(l.journal(), Event{Step: "replanned", Message: fmt.Sprintf("the peers enforce internal auth: 3 restarts per node (resuming from %s)", l.journal().Phase)})
+	h.emitJ(h.lease.journal(), Event{Step: "replanned", Message: fmt.Sprintf("the peers enforce internal auth: 3 restarts per node (resuming from %s)", h.lease.journal().Phase)})
 	return nil
 }
 

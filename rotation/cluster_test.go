@@ -1,4 +1,4 @@
-package rotation
+package rotation_test
 
 import (
 	"context"
@@ -6,11 +6,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/rotation/rotationtest"
 )
 
-// fakePeer is a fakeNode in a fake cluster whose leader is the live peer with the smallest id.
+// fakePeer is a node in a fake cluster whose leader is the live peer with the smallest id.
 type fakePeer struct {
-	*fakeNode
+	*rotationtest.Node
 	id      uint64
 	cluster *fakeCluster
 }
@@ -30,33 +33,33 @@ type fakeCluster struct {
 func (c *fakeCluster) leader() uint64 {
 	var id uint64
 	for _, p := range c.peers {
-		if p.up && (id == 0 || p.id < id) {
+		if p.Up() && (id == 0 || p.id < id) {
 			id = p.id
 		}
 	}
 	return id
 }
 
-func (p *fakePeer) Cluster(ctx context.Context, key Key) (ClusterView, error) {
+func (p *fakePeer) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterView, error) {
 	if err := p.Probe(ctx, key); err != nil {
-		return ClusterView{}, err
+		return rotation.ClusterView{}, err
 	}
-	return ClusterView{PeerID: p.id, Leader: p.cluster.leader(), Peers: len(p.cluster.peers) - p.cluster.missing, ConsensusOK: true, Ready: true,
-		Collections: []CollectionView{{Name: "c", ReplicationFactor: p.cluster.rf, States: []string{"Active", "Active"}}}}, nil
+	return rotation.ClusterView{PeerID: p.id, Leader: p.cluster.leader(), Peers: len(p.cluster.peers) - p.cluster.missing, ConsensusOK: true, Ready: true,
+		Collections: []rotation.CollectionView{{Name: "c", ReplicationFactor: p.cluster.rf, States: []string{"Active", "Active"}}}}, nil
 }
 
 func newFakeCluster(b *bed, rf int, internalAuth bool) *fakeCluster {
 	c := &fakeCluster{rf: rf, internalAuth: internalAuth}
 	for i, n := range b.nodes {
-		p := &fakePeer{fakeNode: n, id: uint64(10 - i), cluster: c} // the last node has the smallest id: the leader
+		p := &fakePeer{Node: n, id: uint64(10 - i), cluster: c} // the last node has the smallest id: the leader
 		c.peers = append(c.peers, p)
-		prev := n.onApply
-		n.onApply = func() {
+		prev := n.OnApply
+		n.OnApply = func() {
 			prev()
-			c.order = append(c.order, n.name)
+			c.order = append(c.order, n.Name())
 			for _, from := range c.peers {
 				for _, to := range c.peers {
-					if from != to && from.up && to.up && to.Probe(context.Background(), from.running.APIKey) != nil {
+					if from != to && from.Up() && to.Up() && !to.Accepts(from.Running().APIKey) {
 						c.broken++
 					}
 				}
@@ -66,18 +69,18 @@ func newFakeCluster(b *bed, rf int, internalAuth bool) *fakeCluster {
 	return c
 }
 
-func (b *bed) clusterRotator(c *fakeCluster, opts ...func(*Options)) *Rotator {
+func (b *bed) clusterRotator(c *fakeCluster, opts ...func(*rotation.Options)) *rotation.Rotator {
 	b.t.Helper()
-	fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
-	nodes := make([]Node, len(c.peers))
+	fp, _ := rotation.NewFingerprinter([]byte("test-fingerprint-secret"))
+	nodes := make([]rotation.Node, len(c.peers))
 	for i, p := range c.peers {
 		nodes[i] = p
 	}
-	o := Options{Deployment: "prod", Cluster: true, InternalAuth: c.internalAuth, LeaseTTL: 3600e9, ReadyTimeout: 1e9, Fingerprints: fp, Clock: b.clock}
+	o := rotation.Options{Deployment: "prod", Cluster: true, InternalAuth: c.internalAuth, LeaseTTL: 3600e9, ReadyTimeout: 1e9, Fingerprints: fp, Clock: b.clock}
 	for _, f := range opts {
 		f(&o)
 	}
-	r, err := New(b.store, nodes, o)
+	r, err := rotation.New(b.store, nodes, o)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -87,7 +90,7 @@ func (b *bed) clusterRotator(c *fakeCluster, opts ...func(*Options)) *Rotator {
 func TestClusterThreeRestartsKeepPeerTraffic(t *testing.T) {
 	b := newBed(t, 3)
 	c := newFakeCluster(b, 2, true)
-	rep, err := b.clusterRotator(c).Rotate(context.Background(), Request{})
+	rep, err := b.clusterRotator(c).Rotate(context.Background(), rotation.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,8 +112,8 @@ func TestClusterThreeRestartsKeepPeerTraffic(t *testing.T) {
 func TestClusterTwoRestartPlanBreaksPeerTrafficWithInternalAuth(t *testing.T) {
 	b := newBed(t, 3)
 	c := newFakeCluster(b, 2, true)
-	r := b.clusterRotator(c, func(o *Options) { o.InternalAuth = false }) // the plan that ignores enforce_internal_auth
-	if _, err := r.Rotate(context.Background(), Request{}); err != nil {
+	r := b.clusterRotator(c, func(o *rotation.Options) { o.InternalAuth = false }) // the plan that ignores enforce_internal_auth
+	if _, err := r.Rotate(context.Background(), rotation.Request{}); err != nil {
 		t.Fatal(err)
 	}
 	if c.broken == 0 {
@@ -121,17 +124,17 @@ func TestClusterTwoRestartPlanBreaksPeerTrafficWithInternalAuth(t *testing.T) {
 func TestClusterPreflightRefusals(t *testing.T) {
 	b := newBed(t, 3)
 	c := newFakeCluster(b, 1, false)
-	_, err := b.clusterRotator(c).Rotate(context.Background(), Request{})
-	var ce *ClusterError
-	if !errors.As(err, &ce) || !errors.Is(err, ErrClusterUnsafe) || !strings.Contains(err.Error(), "replication_factor 1 would be unavailable while their node restarts: c") {
+	_, err := b.clusterRotator(c).Rotate(context.Background(), rotation.Request{})
+	var ce *rotation.ClusterError
+	if !errors.As(err, &ce) || !errors.Is(err, rotation.ErrClusterUnsafe) || !strings.Contains(err.Error(), "replication_factor 1 would be unavailable while their node restarts: c") {
 		t.Fatalf("rf 1: %v", err)
 	}
-	if _, err := b.clusterRotator(c, func(o *Options) { o.AcceptDowntime = true }).Rotate(context.Background(), Request{}); err != nil {
+	if _, err := b.clusterRotator(c, func(o *rotation.Options) { o.AcceptDowntime = true }).Rotate(context.Background(), rotation.Request{}); err != nil {
 		t.Errorf("rf 1 with accepted downtime: %v", err)
 	}
 	c.rf, c.missing = 2, 1 // a peer missing from what the nodes know
-	_, err = b.clusterRotator(c).Rotate(context.Background(), Request{})
-	if !errors.Is(err, ErrClusterUnsafe) || !strings.Contains(err.Error(), "knows 2 peers, the deployment has 3 nodes") {
+	_, err = b.clusterRotator(c).Rotate(context.Background(), rotation.Request{})
+	if !errors.Is(err, rotation.ErrClusterUnsafe) || !strings.Contains(err.Error(), "knows 2 peers, the deployment has 3 nodes") {
 		t.Errorf("missing peer: %v", err)
 	}
 }
@@ -141,14 +144,14 @@ func TestClusterPlanFollowsTheNodesInternalAuth(t *testing.T) {
 	b := newBed(t, 3)
 	c := newFakeCluster(b, 2, true)
 	for _, n := range b.nodes {
-		n.configured.InternalAuth, n.running.InternalAuth = true, true
+		edit(n, func(s *rotation.Slots) { s.InternalAuth = true })
 	}
-	r := b.clusterRotator(c, func(o *Options) { o.InternalAuth = false })
-	plan, err := r.Plan(context.Background(), Request{})
+	r := b.clusterRotator(c, func(o *rotation.Options) { o.InternalAuth = false })
+	plan, err := r.Plan(context.Background(), rotation.Request{})
 	if err != nil || len(plan.Steps) != 9 {
 		t.Fatalf("plan: %d steps, %v; want 9 (3 per peer)", len(plan.Steps), err)
 	}
-	rep, err := r.Rotate(context.Background(), Request{})
+	rep, err := r.Rotate(context.Background(), rotation.Request{})
 	if err != nil || rep.Restarts != 9 || c.broken != 0 {
 		t.Fatalf("restarts %d, peer traffic broken %d times, %v; want 9 and 0", rep.Restarts, c.broken, err)
 	}
@@ -159,15 +162,15 @@ func TestClusterPlanFollowsTheNodesInternalAuth(t *testing.T) {
 func TestClusterResumeReplansForInternalAuth(t *testing.T) {
 	b := newBed(t, 3)
 	c := newFakeCluster(b, 2, false)
-	fs := &freezingStore{memStore: b.store}
+	fs := &freezingStore{Store: b.store}
 	crashAt(t, b, fs, "grace") // the journal says: promote next, 2-restart plan
 	c.internalAuth = true
 	for _, n := range b.nodes {
-		n.configured.InternalAuth, n.running.InternalAuth = true, true
+		edit(n, func(s *rotation.Slots) { s.InternalAuth = true })
 	}
 	b.clock.Add(2 * time.Hour)
 	c.broken = 0
-	if _, err := b.clusterRotator(c, func(o *Options) { o.InternalAuth = false }).Rotate(context.Background(), Request{}); err != nil {
+	if _, err := b.clusterRotator(c, func(o *rotation.Options) { o.InternalAuth = false }).Rotate(context.Background(), rotation.Request{}); err != nil {
 		t.Fatal(err)
 	}
 	if c.broken != 0 {
@@ -181,30 +184,26 @@ func TestClusterResumeReplansForInternalAuth(t *testing.T) {
 func TestClusterNeverRestartsAPeerWhileAnotherIsDown(t *testing.T) {
 	b := newBed(t, 3)
 	c := newFakeCluster(b, 2, false)
-	r := b.clusterRotator(c, func(o *Options) {
+	r := b.clusterRotator(c, func(o *rotation.Options) {
 		o.Checkpoint = func(p string) {
 			if p == "grace" {
-				b.nodes[2].mu.Lock()
-				b.nodes[2].up = false
-				b.nodes[2].mu.Unlock()
+				b.nodes[2].Stop()
 			}
 		}
 	})
-	_, err := r.Rotate(context.Background(), Request{})
+	_, err := r.Rotate(context.Background(), rotation.Request{})
 	if err == nil || !strings.Contains(err.Error(), "peer qdrant-c is down") || !strings.Contains(err.Error(), "not restarting node") {
 		t.Fatalf("error %v: want a refusal to restart naming qdrant-c as down", err)
 	}
 	restarts := 0
 	for _, n := range b.nodes {
-		restarts += n.restarts
+		restarts += n.Restarts()
 	}
 	if restarts != 3 {
 		t.Errorf("%d restarts, want only the 3 of staging", restarts)
 	}
-	b.nodes[2].mu.Lock()
-	b.nodes[2].up = true
-	b.nodes[2].mu.Unlock()
-	if _, err := b.clusterRotator(c).Rotate(context.Background(), Request{}); err != nil {
+	b.nodes[2].Start()
+	if _, err := b.clusterRotator(c).Rotate(context.Background(), rotation.Request{}); err != nil {
 		t.Fatalf("rerun with every peer up: %v", err)
 	}
 	b.assertSettled(b.k1)

@@ -1,4 +1,4 @@
-package rotation
+package rotation_test
 
 import (
 	"os"

@@ -1,10 +1,12 @@
-package rotation
+package rotation_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
 )
 
 // An emergency request that finds a scheduled rotation interrupted in the journal turns it into an emergency cut:
@@ -13,16 +15,16 @@ func TestEmergencyEscalatesAnInterruptedScheduledRotation(t *testing.T) {
 	for _, point := range []string{"minted", "stage:qdrant-b:begin", "staged", "published", "grace", "promote:qdrant-b:begin", "promoted"} {
 		t.Run(point, func(t *testing.T) {
 			b := newBed(t, 3)
-			fs := &freezingStore{memStore: b.store}
+			fs := &freezingStore{Store: b.store}
 			crashAt(t, b, fs, point)
-			r := b.rotatorOn(fs, func(o *Options) { o.Grace = time.Hour })
+			r := b.rotatorOn(fs, func(o *rotation.Options) { o.Grace = time.Hour })
 			b.clock.Add(2 * time.Hour) // the crashed rotator's lease expires
 			start := len(b.events)
-			rep, err := r.Rotate(context.Background(), Request{Emergency: true})
+			rep, err := r.Rotate(context.Background(), rotation.Request{Emergency: true})
 			if err != nil {
 				t.Fatalf("emergency after a crash at %s: %v", point, err)
 			}
-			if rep.Kind != KindEmergency || !rep.Escalated || rep.Outcome != OutcomeCompleted {
+			if rep.Kind != rotation.KindEmergency || !rep.Escalated || rep.Outcome != rotation.OutcomeCompleted {
 				t.Errorf("report kind %s escalated %v outcome %s, want a completed escalated emergency", rep.Kind, rep.Escalated, rep.Outcome)
 			}
 			for _, e := range b.events[start:] {
@@ -39,16 +41,16 @@ func TestEmergencyEscalatesAnInterruptedScheduledRotation(t *testing.T) {
 // An emergency that finds a rollback in the journal finishes it, then cuts the leaked key at once in the same run.
 func TestEmergencyAfterAnInterruptedRollbackStillCuts(t *testing.T) {
 	b := newBed(t, 2)
-	b.nodes[1].refuse = func(s Slots) bool { return !s.AltAPIKey.IsZero() }
-	fs := &freezingStore{memStore: b.store}
+	b.nodes[1].Refuse = func(s rotation.Slots) bool { return !s.AltAPIKey.IsZero() }
+	fs := &freezingStore{Store: b.store}
 	crashAt(t, b, fs, "rolling back")
-	b.nodes[1].refuse = nil
+	b.nodes[1].Refuse = nil
 	b.clock.Add(2 * time.Hour)
-	rep, err := b.rotatorOn(fs).Rotate(context.Background(), Request{Emergency: true})
+	rep, err := b.rotatorOn(fs).Rotate(context.Background(), rotation.Request{Emergency: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Kind != KindEmergency || rep.Outcome != OutcomeCompleted || b.current().Version != 2 {
+	if rep.Kind != rotation.KindEmergency || rep.Outcome != rotation.OutcomeCompleted || b.current().Version != 2 {
 		t.Errorf("report kind %s outcome %s version %d, want a completed emergency publishing version 2", rep.Kind, rep.Outcome, b.current().Version)
 	}
 	b.violations = 0
@@ -58,7 +60,7 @@ func TestEmergencyAfterAnInterruptedRollbackStillCuts(t *testing.T) {
 // crashAt runs a scheduled rotation that dies at a checkpoint, leaving the journal as a crash would.
 func crashAt(t *testing.T, b *bed, fs *freezingStore, point string) {
 	t.Helper()
-	r := b.rotatorOn(fs, func(o *Options) {
+	r := b.rotatorOn(fs, func(o *rotation.Options) {
 		o.Checkpoint = func(p string) {
 			if p == point {
 				fs.frozen = true
@@ -74,7 +76,7 @@ func crashAt(t *testing.T, b *bed, fs *freezingStore, point string) {
 				}
 			}
 		}()
-		_, err := r.Rotate(context.Background(), Request{})
+		_, err := r.Rotate(context.Background(), rotation.Request{})
 		t.Fatalf("checkpoint %s never reached (%v)", point, errors.Unwrap(err))
 	}()
 	fs.frozen = false

@@ -1,25 +1,27 @@
-package rotation
+package rotation_test
 
 import (
 	"context"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/qdrantrotator/rotator/rotation"
 )
 
 func TestOpenNodeAtPreflightChangesNothing(t *testing.T) {
 	b := newBed(t, 3)
-	b.nodes[2].running = Slots{} // started without its keys: accepts every request
-	rep, err := b.rotator().Rotate(context.Background(), Request{})
-	if !errors.Is(err, ErrOpen) || !errors.Is(err, ErrDrift) || !strings.Contains(err.Error(), "qdrant-c is open") {
+	b.nodes[2].StartOpen() // started without its keys: accepts every request
+	rep, err := b.rotator().Rotate(context.Background(), rotation.Request{})
+	if !errors.Is(err, rotation.ErrOpen) || !errors.Is(err, rotation.ErrDrift) || !strings.Contains(err.Error(), "qdrant-c is open") {
 		t.Fatalf("error = %v, want an open node qdrant-c reported as drift", err)
 	}
 	if !strings.Contains(err.Error(), "fake qdrant-c log") || !strings.Contains(err.Error(), "runs with no key") {
 		t.Errorf("error %q: want the node's log tail and likely cause", err)
 	}
 	for _, n := range b.nodes {
-		if n.restarts != 0 {
-			t.Errorf("node %s restarted %d times", n.name, n.restarts)
+		if n.Restarts() != 0 {
+			t.Errorf("node %s restarted %d times", n.Name(), n.Restarts())
 		}
 	}
 	if cur := b.current(); cur.Version != 1 || rep.Restarts != 0 {
@@ -33,9 +35,9 @@ func TestNodeThatStartsOpenRollsBack(t *testing.T) {
 	for _, phase := range []string{"stage", "emergency"} {
 		t.Run(phase, func(t *testing.T) {
 			b := newBed(t, 3)
-			b.nodes[1].loseKeys = func(s Slots) bool { return !s.APIKey.Equal(b.k1) || !s.AltAPIKey.IsZero() }
-			_, err := b.rotator().Rotate(context.Background(), Request{Emergency: phase == "emergency"})
-			if !errors.Is(err, ErrRolledBack) {
+			b.nodes[1].LoseKeys = func(s rotation.Slots) bool { return !s.APIKey.Equal(b.k1) || !s.AltAPIKey.IsZero() }
+			_, err := b.rotator().Rotate(context.Background(), rotation.Request{Emergency: phase == "emergency"})
+			if !errors.Is(err, rotation.ErrRolledBack) {
 				t.Fatalf("error = %v, want rolled back", err)
 			}
 			j, _, _ := b.store.ReadJournal(context.Background(), "prod")
@@ -46,10 +48,10 @@ func TestNodeThatStartsOpenRollsBack(t *testing.T) {
 				b.violations = 0 // an emergency cut refuses the published key until the nodes are back, by design
 			}
 			b.assertSettled(j.PendingKey)
-			stranger, _ := NewKey()
+			stranger, _ := rotation.NewKey()
 			for _, n := range b.nodes {
-				if n.accepts(stranger) {
-					t.Errorf("node %s is left open", n.name)
+				if n.Accepts(stranger) {
+					t.Errorf("node %s is left open", n.Name())
 				}
 			}
 		})
@@ -58,27 +60,23 @@ func TestNodeThatStartsOpenRollsBack(t *testing.T) {
 
 func TestVerifyReportsAnOpenNode(t *testing.T) {
 	b := newBed(t, 2)
-	b.nodes[0].running = Slots{}
+	b.nodes[0].StartOpen()
 	_, err := b.rotator().Verify(context.Background())
-	if !errors.Is(err, ErrDrift) || !strings.Contains(err.Error(), "qdrant-a") || !strings.Contains(err.Error(), "open") {
+	if !errors.Is(err, rotation.ErrDrift) || !strings.Contains(err.Error(), "qdrant-a") || !strings.Contains(err.Error(), "open") {
 		t.Fatalf("verify: %v, want drift naming open node qdrant-a", err)
 	}
 }
 
 func TestAStoppedNodeIsStartedAndSaidSo(t *testing.T) {
 	b := newBed(t, 2)
-	b.nodes[1].up = false // stopped by hand, after the preflight would have seen it: resume a journal
-	r := b.rotator()
-	b.nodes[1].up = true
-	hook := func(p string) {
-		if p == "minted" {
-			b.nodes[1].mu.Lock()
-			b.nodes[1].up = false
-			b.nodes[1].mu.Unlock()
+	r := b.rotator(func(o *rotation.Options) {
+		o.Checkpoint = func(p string) {
+			if p == "minted" {
+				b.nodes[1].Stop() // stopped by hand, after the preflight would have seen it
+			}
 		}
-	}
-	r.opt.Checkpoint = hook
-	rep, err := r.Rotate(context.Background(), Request{})
+	})
+	rep, err := r.Rotate(context.Background(), rotation.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +93,7 @@ func TestAStoppedNodeIsStartedAndSaidSo(t *testing.T) {
 }
 
 func TestDriftMessageListsNodesCleanly(t *testing.T) {
-	e := &DriftError{Deployment: "prod", Nodes: map[string]string{"q1": "key fp:1: node q1: key rejected (HTTP 401)", "q0": "node q0: node is not running"}}
+	e := &rotation.DriftError{Deployment: "prod", Nodes: map[string]string{"q1": "key fp:1: node q1: key rejected (HTTP 401)", "q0": "node q0: node is not running"}}
 	want := "deployment prod: drift: not every node accepts the current key: q0: node is not running; q1: key fp:1: key rejected (HTTP 401)"
 	if got := e.Error(); got != want {
 		t.Errorf("got  %q\nwant %q", got, want)
@@ -106,17 +104,15 @@ func TestDriftMessageListsNodesCleanly(t *testing.T) {
 // is never published, and every node goes back to the current key.
 func TestOpenNodeAtPublishIsNeverPublishedTo(t *testing.T) {
 	b := newBed(t, 3)
-	r := b.rotator(func(o *Options) {
+	r := b.rotator(func(o *rotation.Options) {
 		o.Checkpoint = func(p string) {
 			if p == "staged" {
-				b.nodes[0].mu.Lock()
-				b.nodes[0].running = Slots{} // it lost its keys (a restart by hand on an unreadable file)
-				b.nodes[0].mu.Unlock()
+				b.nodes[0].StartOpen() // it lost its keys (a restart by hand on an unreadable file)
 			}
 		}
 	})
-	_, err := r.Rotate(context.Background(), Request{})
-	if !errors.Is(err, ErrRolledBack) || !strings.Contains(err.Error(), "qdrant-a is open") {
+	_, err := r.Rotate(context.Background(), rotation.Request{})
+	if !errors.Is(err, rotation.ErrRolledBack) || !strings.Contains(err.Error(), "qdrant-a is open") {
 		t.Fatalf("error = %v, want rolled back naming qdrant-a open", err)
 	}
 	if cur := b.current(); cur.Version != 1 {

@@ -1,4 +1,4 @@
-package rotation
+package rotation_test
 
 import (
 	"context"
@@ -6,6 +6,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/rotation/rotationtest"
 )
 
 // JWT named keys are re-minted once a third of their lifetime is left, independent of the admin rotation, so a
@@ -13,12 +16,12 @@ import (
 func TestNamedJWTsAreReMintedBeforeTheyExpire(t *testing.T) {
 	b := newBed(t, 2)
 	keys := namedKeys(true)
-	r := b.rotator(func(o *Options) { o.Keys = keys })
-	if _, err := r.Rotate(context.Background(), Request{}); err != nil {
+	r := b.rotator(func(o *rotation.Options) { o.Keys = keys })
+	if _, err := r.Rotate(context.Background(), rotation.Request{}); err != nil {
 		t.Fatal(err)
 	}
-	jwtOf := func(name string) KeyRecord {
-		rec, err := b.store.ReadCurrent(context.Background(), "prod", Slot("keys/"+name))
+	jwtOf := func(name string) rotation.KeyRecord {
+		rec, err := b.store.ReadCurrent(context.Background(), "prod", rotation.Slot("keys/"+name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -39,17 +42,17 @@ func TestNamedJWTsAreReMintedBeforeTheyExpire(t *testing.T) {
 		t.Errorf("search-api not re-minted (version %d -> %d)", first.Version, again.Version)
 	}
 	for _, st := range states {
-		if st.Kind == CredentialJWT && !st.Expires.Equal(b.clock.Now().Add(time.Hour)) {
+		if st.Kind == rotation.CredentialJWT && !st.Expires.Equal(b.clock.Now().Add(time.Hour)) {
 			t.Errorf("key %s expires %s, want an hour from now", st.Name, st.Expires)
 		}
 	}
 	b.clock.Add(40 * time.Minute) // the first JWT has expired; the one consumers read now has not
 	for _, node := range b.nodes {
-		if node.accepts(first.Key) {
-			t.Errorf("node %s accepts an expired JWT", node.name)
+		if node.Accepts(first.Key) {
+			t.Errorf("node %s accepts an expired JWT", node.Name())
 		}
-		if !node.accepts(jwtOf("search-api").Key) {
-			t.Errorf("node %s refuses the JWT consumers read", node.name)
+		if !node.Accepts(jwtOf("search-api").Key) {
+			t.Errorf("node %s refuses the JWT consumers read", node.Name())
 		}
 	}
 }
@@ -59,19 +62,19 @@ func TestScheduleLoopRefreshesNamedKeys(t *testing.T) {
 	b := newBed(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := NewManager(ctx, nil, Hooks{})
-	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: 1000 * time.Hour})
+	m := rotation.NewManager(ctx, nil, rotation.Hooks{})
+	s, err := rotation.NewSchedule("prod", rotation.ScheduleSpec{MaxAge: 1000 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := b.rotator(func(o *Options) { o.Keys = namedKeys(true); o.Observe = m.Observer("prod") })
-	if _, err := r.Rotate(ctx, Request{}); err != nil { // turns jwt_rbac on and mints the JWTs
+	r := b.rotator(func(o *rotation.Options) { o.Keys = namedKeys(true); o.Observe = m.Observer("prod") })
+	if _, err := r.Rotate(ctx, rotation.Request{}); err != nil { // turns jwt_rbac on and mints the JWTs
 		t.Fatal(err)
 	}
 	m.Add(r, &s)
 	m.RunSchedules(5 * time.Millisecond)
 	read := func() int {
-		rec, err := b.store.ReadCurrent(context.Background(), "prod", Slot("keys/products"))
+		rec, err := b.store.ReadCurrent(context.Background(), "prod", rotation.Slot("keys/products"))
 		if err != nil {
 			return 0
 		}
@@ -101,14 +104,14 @@ func TestScheduleLoopRefreshesNamedKeys(t *testing.T) {
 // key) is retired like the admin record's, so the retention applies to it too.
 func TestRotationEndsWithNoKeyOutsideLabelledVersions(t *testing.T) {
 	b := newBed(t, 2)
-	r := b.rotator(func(o *Options) { o.Keys = namedKeys(true) })
+	r := b.rotator(func(o *rotation.Options) { o.Keys = namedKeys(true) })
 	for i := 0; i < 2; i++ {
-		if _, err := r.Rotate(context.Background(), Request{}); err != nil {
+		if _, err := r.Rotate(context.Background(), rotation.Request{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	j, _, _ := b.store.ReadJournal(context.Background(), "prod")
-	for _, k := range []Key{j.OldKey, j.PendingKey, j.OldReadOnly, j.PendingReadOnly, j.Bridge} {
+	for _, k := range []rotation.Key{j.OldKey, j.PendingKey, j.OldReadOnly, j.PendingReadOnly, j.Bridge} {
 		if !k.IsZero() {
 			t.Error("the journal of an ended rotation still holds a key")
 		}
@@ -116,40 +119,40 @@ func TestRotationEndsWithNoKeyOutsideLabelledVersions(t *testing.T) {
 	if j.OldFingerprint == "" || j.PendingFingerprint == "" {
 		t.Errorf("journal fingerprints %q %q, want both", j.OldFingerprint, j.PendingFingerprint)
 	}
-	if got := b.store.retired["prod/keys/admin"]; len(got) != 1 || got[0] != 1 {
+	if got := b.store.Retired("prod", "keys/admin"); len(got) != 1 || got[0] != 1 {
 		t.Errorf("retired versions of the full-access named key: %v, want [1] (the first rotation's key is retired by the second)", got)
 	}
 }
 
 // countingStore counts reads of named key records.
 type countingStore struct {
-	*memStore
+	*rotationtest.Store
 	mu    sync.Mutex
 	reads int
 }
 
-func (s *countingStore) ReadCurrent(ctx context.Context, dep string, slot Slot) (KeyRecord, error) {
+func (s *countingStore) ReadCurrent(ctx context.Context, dep string, slot rotation.Slot) (rotation.KeyRecord, error) {
 	if strings.HasPrefix(string(slot), "keys/") {
 		s.mu.Lock()
 		s.reads++
 		s.mu.Unlock()
 	}
-	return s.memStore.ReadCurrent(ctx, dep, slot)
+	return s.Store.ReadCurrent(ctx, dep, slot)
 }
 
 // An idle poll reads no named key record: the states the loop keeps say none is due.
 func TestIdlePollsReadNoNamedKeys(t *testing.T) {
 	b := newBed(t, 2)
-	s := &countingStore{memStore: b.store}
+	s := &countingStore{Store: b.store}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := NewManager(ctx, nil, Hooks{})
-	sched, err := NewSchedule("prod", ScheduleSpec{MaxAge: 1000 * time.Hour})
+	m := rotation.NewManager(ctx, nil, rotation.Hooks{})
+	sched, err := rotation.NewSchedule("prod", rotation.ScheduleSpec{MaxAge: 1000 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := b.rotatorOn(s, func(o *Options) { o.Keys = namedKeys(true); o.Observe = m.Observer("prod") })
-	if _, err := r.Rotate(ctx, Request{}); err != nil {
+	r := b.rotatorOn(s, func(o *rotation.Options) { o.Keys = namedKeys(true); o.Observe = m.Observer("prod") })
+	if _, err := r.Rotate(ctx, rotation.Request{}); err != nil {
 		t.Fatal(err)
 	}
 	m.Add(r, &sched)

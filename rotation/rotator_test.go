@@ -1,4 +1,4 @@
-package rotation
+package rotation_test
 
 import (
 	"bytes"
@@ -13,6 +13,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/rotation/rotationtest"
 )
 
 // clock is the tests' Clock: its time moves only with Add. After fires after a short real pause (so loops that
@@ -36,11 +39,11 @@ func (c *clock) Add(d time.Duration) {
 
 type bed struct {
 	t      *testing.T
-	store  *memStore
-	nodes  []*fakeNode
-	k1     Key
+	store  *rotationtest.Store
+	nodes  []*rotationtest.Node
+	k1     rotation.Key
 	clock  *clock
-	events []Event
+	events []rotation.Event
 	logs   bytes.Buffer
 	mu     sync.Mutex
 	// violations counts moments when a running node refused the store's current key.
@@ -49,19 +52,19 @@ type bed struct {
 
 func newBed(t *testing.T, n int) *bed {
 	t.Helper()
-	b := &bed{t: t, store: newMemStore(), clock: &clock{t: testEpoch(t)}}
-	k1, err := NewKey()
+	b := &bed{t: t, store: rotationtest.NewStore(), clock: &clock{t: testEpoch(t)}}
+	k1, err := rotation.NewKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.k1 = k1
-	if _, err := b.store.Publish(context.Background(), "prod", SlotAdmin, KeyRecord{Key: k1, RotationID: "adopted", Since: b.clock.Now()}, 0); err != nil {
+	if _, err := b.store.Publish(context.Background(), "prod", rotation.SlotAdmin, rotation.KeyRecord{Key: k1, RotationID: "adopted", Since: b.clock.Now()}, 0); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i++ {
-		node := newFakeNode("qdrant-"+string(rune('a'+i)), Slots{APIKey: k1})
-		node.onApply = b.checkInvariant
-		node.now = b.clock.Now
+		node := rotationtest.NewNode("qdrant-"+string(rune('a'+i)), rotation.Slots{APIKey: k1})
+		node.OnApply = b.checkInvariant
+		node.Now = b.clock.Now
 		b.nodes = append(b.nodes, node)
 	}
 	return b
@@ -69,16 +72,13 @@ func newBed(t *testing.T, n int) *bed {
 
 // checkInvariant: every running node accepts the store's current credentials (admin, and read-only if any).
 func (b *bed) checkInvariant() {
-	for _, slot := range []Slot{SlotAdmin, SlotReadOnly} {
+	for _, slot := range []rotation.Slot{rotation.SlotAdmin, rotation.SlotReadOnly} {
 		cur, err := b.store.ReadCurrent(context.Background(), "prod", slot)
 		if err != nil {
 			continue
 		}
 		for _, n := range b.nodes {
-			n.mu.Lock()
-			up := n.up
-			n.mu.Unlock()
-			if up && !n.accepts(cur.Key) {
+			if n.Up() && !n.Accepts(cur.Key) {
 				b.mu.Lock()
 				b.violations++
 				b.mu.Unlock()
@@ -87,37 +87,44 @@ func (b *bed) checkInvariant() {
 	}
 }
 
-func (b *bed) rotator(opts ...func(*Options)) *Rotator {
+// edit changes a node's slots by hand (what it is configured with and runs), as an operator's edit and restart would.
+func edit(n *rotationtest.Node, change func(*rotation.Slots)) {
+	s := n.Configured()
+	change(&s)
+	n.Set(s)
+}
+
+func (b *bed) rotator(opts ...func(*rotation.Options)) *rotation.Rotator {
 	b.t.Helper()
 	return b.rotatorOn(b.store, opts...)
 }
 
 // rotatorOn is a rotator of the bed's nodes over another store (one wrapping the bed's).
-func (b *bed) rotatorOn(store Store, opts ...func(*Options)) *Rotator {
+func (b *bed) rotatorOn(store rotation.Store, opts ...func(*rotation.Options)) *rotation.Rotator {
 	b.t.Helper()
-	fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
-	o := Options{
+	fp, _ := rotation.NewFingerprinter([]byte("test-fingerprint-secret"))
+	o := rotation.Options{
 		Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Clock: b.clock,
 		Logger:  slog.New(slog.NewJSONHandler(&b.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Observe: func(e Event) { b.mu.Lock(); b.events = append(b.events, e); b.mu.Unlock() },
+		Observe: func(e rotation.Event) { b.mu.Lock(); b.events = append(b.events, e); b.mu.Unlock() },
 	}
 	for _, f := range opts {
 		f(&o)
 	}
-	nodes := make([]Node, len(b.nodes))
+	nodes := make([]rotation.Node, len(b.nodes))
 	for i, n := range b.nodes {
 		nodes[i] = n
 	}
-	r, err := New(store, nodes, o)
+	r, err := rotation.New(store, nodes, o)
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	return r
 }
 
-func (b *bed) current() KeyRecord {
+func (b *bed) current() rotation.KeyRecord {
 	b.t.Helper()
-	cur, err := b.store.ReadCurrent(context.Background(), "prod", SlotAdmin)
+	cur, err := b.store.ReadCurrent(context.Background(), "prod", rotation.SlotAdmin)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -126,16 +133,16 @@ func (b *bed) current() KeyRecord {
 
 // assertSettled: every node runs the store's current key alone, refuses every other key given, and the journal is
 // final and unlocked.
-func (b *bed) assertSettled(refuse ...Key) {
+func (b *bed) assertSettled(refuse ...rotation.Key) {
 	b.t.Helper()
 	cur := b.current()
 	for _, n := range b.nodes {
-		if !n.accepts(cur.Key) {
-			b.t.Errorf("node %s refuses the current key", n.name)
+		if !n.Accepts(cur.Key) {
+			b.t.Errorf("node %s refuses the current key", n.Name())
 		}
 		for _, k := range refuse {
-			if n.accepts(k) {
-				b.t.Errorf("node %s still accepts a key it should refuse", n.name)
+			if n.Accepts(k) {
+				b.t.Errorf("node %s still accepts a key it should refuse", n.Name())
 			}
 		}
 	}
@@ -150,11 +157,11 @@ func (b *bed) assertSettled(refuse ...Key) {
 
 func TestRotateCompletes(t *testing.T) {
 	b := newBed(t, 3)
-	rep, err := b.rotator().Rotate(context.Background(), Request{})
+	rep, err := b.rotator().Rotate(context.Background(), rotation.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Outcome != OutcomeCompleted || rep.Restarts != 6 || rep.Kind != KindScheduled {
+	if rep.Outcome != rotation.OutcomeCompleted || rep.Restarts != 6 || rep.Kind != rotation.KindScheduled {
 		t.Errorf("report outcome %s restarts %d kind %s; want completed, 6, scheduled", rep.Outcome, rep.Restarts, rep.Kind)
 	}
 	cur := b.current()
@@ -163,11 +170,11 @@ func TestRotateCompletes(t *testing.T) {
 	}
 	b.assertSettled(b.k1)
 	for _, n := range b.nodes {
-		if !n.configured.AltAPIKey.IsZero() {
-			t.Errorf("node %s keeps an alt key after promotion", n.name)
+		if !n.Configured().AltAPIKey.IsZero() {
+			t.Errorf("node %s keeps an alt key after promotion", n.Name())
 		}
 	}
-	if got := b.store.retired["prod/admin"]; len(got) != 1 || got[0] != 1 {
+	if got := b.store.Retired("prod", rotation.SlotAdmin); len(got) != 1 || got[0] != 1 {
 		t.Errorf("retired versions %v, want [1]", got)
 	}
 	// Order: every node staged before any promotion.
@@ -188,17 +195,17 @@ func TestRotateCompletes(t *testing.T) {
 // does a running node refuse what the store holds for either slot.
 func TestReadOnlyRotatesThroughAJWTBridge(t *testing.T) {
 	b := newBed(t, 3)
-	r1, _ := NewKey()
+	r1, _ := rotation.NewKey()
 	for _, n := range b.nodes {
-		n.configured.ReadOnlyKey, n.running.ReadOnlyKey = r1, r1
+		edit(n, func(s *rotation.Slots) { s.ReadOnlyKey = r1 })
 	}
 	var kinds []string
-	b.store.onPublish = func(slot Slot, rec KeyRecord) {
-		if slot == SlotReadOnly {
+	b.store.OnPublish = func(slot rotation.Slot, rec rotation.KeyRecord) {
+		if slot == rotation.SlotReadOnly {
 			kinds = append(kinds, rec.Kind)
 		}
 	}
-	rep, err := b.rotator(func(o *Options) { o.ReadOnly = true }).Rotate(context.Background(), Request{})
+	rep, err := b.rotator(func(o *rotation.Options) { o.ReadOnly = true }).Rotate(context.Background(), rotation.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,27 +216,27 @@ func TestReadOnlyRotatesThroughAJWTBridge(t *testing.T) {
 	if strings.Join(kinds, ",") != "key,jwt,key" {
 		t.Errorf("read-only record kinds over time %v, want key,jwt,key", kinds)
 	}
-	ro, err := b.store.ReadCurrent(context.Background(), "prod", SlotReadOnly)
-	if err != nil || ro.Key.Equal(r1) || ro.Kind != CredentialKey {
+	ro, err := b.store.ReadCurrent(context.Background(), "prod", rotation.SlotReadOnly)
+	if err != nil || ro.Key.Equal(r1) || ro.Kind != rotation.CredentialKey {
 		t.Fatalf("read-only record after the rotation: kind %s, err %v", ro.Kind, err)
 	}
 	for _, n := range b.nodes {
-		if !n.accepts(ro.Key) || n.accepts(r1) || !n.configured.JWTRBAC {
-			t.Errorf("node %s: new read-only key accepted %v, old refused %v, jwt_rbac %v", n.name, n.accepts(ro.Key), !n.accepts(r1), n.configured.JWTRBAC)
+		if !n.Accepts(ro.Key) || n.Accepts(r1) || !n.Configured().JWTRBAC {
+			t.Errorf("node %s: new read-only key accepted %v, old refused %v, jwt_rbac %v", n.Name(), n.Accepts(ro.Key), !n.Accepts(r1), n.Configured().JWTRBAC)
 		}
 	}
 	b.assertSettled(b.k1, r1)
-	if got := b.store.retired["prod/read-only"]; len(got) != 1 || got[0] != 1 {
+	if got := b.store.Retired("prod", rotation.SlotReadOnly); len(got) != 1 || got[0] != 1 {
 		t.Errorf("retired read-only versions %v, want [1]", got)
 	}
 }
 
 // namedKeys returns the three shapes of named key (or none).
-func namedKeys(with bool) []NamedKey {
+func namedKeys(with bool) []rotation.NamedKey {
 	if !with {
 		return nil
 	}
-	return []NamedKey{
+	return []rotation.NamedKey{
 		{Name: "admin", Full: true},
 		{Name: "search-api", TTL: time.Hour},
 		{Name: "products", Write: true, Collections: []string{"products"}, TTL: time.Hour},
@@ -241,17 +248,17 @@ func namedKeys(with bool) []NamedKey {
 func TestNamedKeysAreRemintedWithTheNewKey(t *testing.T) {
 	b := newBed(t, 2)
 	var publishedBeforePromote bool
-	b.store.onPublish = func(slot Slot, rec KeyRecord) {
+	b.store.OnPublish = func(slot rotation.Slot, rec rotation.KeyRecord) {
 		if slot == "keys/products" {
-			publishedBeforePromote = b.nodes[0].accepts(b.k1) && b.nodes[1].accepts(b.k1)
+			publishedBeforePromote = b.nodes[0].Accepts(b.k1) && b.nodes[1].Accepts(b.k1)
 		}
 	}
-	rep, err := b.rotator(func(o *Options) { o.Keys = namedKeys(true) }).Rotate(context.Background(), Request{})
+	rep, err := b.rotator(func(o *rotation.Options) { o.Keys = namedKeys(true) }).Rotate(context.Background(), rotation.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	cur := b.current()
-	want := map[Slot]string{"keys/admin": "", "keys/search-api": `"r"`, "keys/products": `[{"access":"rw","collection":"products"}]`}
+	want := map[rotation.Slot]string{"keys/admin": "", "keys/search-api": `"r"`, "keys/products": `[{"access":"rw","collection":"products"}]`}
 	for slot, access := range want {
 		rec, err := b.store.ReadCurrent(context.Background(), "prod", slot)
 		if err != nil {
@@ -261,13 +268,13 @@ func TestNamedKeysAreRemintedWithTheNewKey(t *testing.T) {
 			t.Errorf("%s: rotation %s, want %s", slot, rec.RotationID, rep.RotationID)
 		}
 		if access == "" {
-			if !rec.Key.Equal(cur.Key) || rec.Kind != CredentialKey {
+			if !rec.Key.Equal(cur.Key) || rec.Kind != rotation.CredentialKey {
 				t.Errorf("%s: full access should be the admin key itself", slot)
 			}
 			continue
 		}
 		claims := jwt.MapClaims{}
-		if _, err := jwt.ParseWithClaims(rec.Key.Reveal(), claims, func(*jwt.Token) (any, error) { return []byte(cur.Key.Reveal()), nil }, jwt.WithTimeFunc(b.clock.Now)); err != nil || rec.Kind != CredentialJWT {
+		if _, err := jwt.ParseWithClaims(rec.Key.Reveal(), claims, func(*jwt.Token) (any, error) { return []byte(cur.Key.Reveal()), nil }, jwt.WithTimeFunc(b.clock.Now)); err != nil || rec.Kind != rotation.CredentialJWT {
 			t.Errorf("%s: not a JWT signed with the new admin key (kind %s): %v", slot, rec.Kind, err)
 			continue
 		}
@@ -282,8 +289,8 @@ func TestNamedKeysAreRemintedWithTheNewKey(t *testing.T) {
 		t.Error("named keys were published after the old key was dropped")
 	}
 	for _, n := range b.nodes {
-		if !n.configured.JWTRBAC {
-			t.Errorf("node %s: jwt_rbac is not on", n.name)
+		if !n.Configured().JWTRBAC {
+			t.Errorf("node %s: jwt_rbac is not on", n.Name())
 		}
 	}
 	b.assertSettled(b.k1)
@@ -292,7 +299,7 @@ func TestNamedKeysAreRemintedWithTheNewKey(t *testing.T) {
 func TestRotateTwiceInARow(t *testing.T) {
 	b := newBed(t, 2)
 	for i := 0; i < 2; i++ {
-		if _, err := b.rotator().Rotate(context.Background(), Request{}); err != nil {
+		if _, err := b.rotator().Rotate(context.Background(), rotation.Request{}); err != nil {
 			t.Fatalf("rotation %d: %v", i, err)
 		}
 	}
@@ -304,43 +311,43 @@ func TestRotateTwiceInARow(t *testing.T) {
 
 func TestRollbackWhenANodeRefusesToStart(t *testing.T) {
 	b := newBed(t, 3)
-	b.nodes[1].refuse = func(s Slots) bool { return !s.AltAPIKey.IsZero() }
-	rep, err := b.rotator().Rotate(context.Background(), Request{})
-	if !errors.Is(err, ErrRolledBack) {
+	b.nodes[1].Refuse = func(s rotation.Slots) bool { return !s.AltAPIKey.IsZero() }
+	rep, err := b.rotator().Rotate(context.Background(), rotation.Request{})
+	if !errors.Is(err, rotation.ErrRolledBack) {
 		t.Fatalf("error = %v, want ErrRolledBack", err)
 	}
-	if rep.Outcome != OutcomeRolledBack || !strings.Contains(rep.Error, "qdrant-b") {
+	if rep.Outcome != rotation.OutcomeRolledBack || !strings.Contains(rep.Error, "qdrant-b") {
 		t.Errorf("report outcome %s error %q; want rolled_back naming qdrant-b", rep.Outcome, rep.Error)
 	}
 	if cur := b.current(); cur.Version != 1 || !cur.Key.Equal(b.k1) {
 		t.Errorf("the consumer record changed (version %d)", cur.Version)
 	}
 	j, _, _ := b.store.ReadJournal(context.Background(), "prod")
-	if j.Phase != PhaseRolledBack || !strings.Contains(j.Error, "qdrant-b") || !strings.Contains(j.Error, ErrNodeDown.Error()) {
+	if j.Phase != rotation.PhaseRolledBack || !strings.Contains(j.Error, "qdrant-b") || !strings.Contains(j.Error, rotation.ErrNodeDown.Error()) {
 		t.Errorf("journal phase %s error %q; want rolled_back with the reason", j.Phase, j.Error)
 	}
 	b.assertSettled(j.PendingKey)
-	if b.nodes[2].restarts != 0 {
-		t.Errorf("node after the failing one was restarted %d times", b.nodes[2].restarts)
+	if b.nodes[2].Restarts() != 0 {
+		t.Errorf("node after the failing one was restarted %d times", b.nodes[2].Restarts())
 	}
 }
 
 func TestEmergencyCutsTheOldKey(t *testing.T) {
 	b := newBed(t, 3)
-	rep, err := b.rotator().Rotate(context.Background(), Request{Emergency: true})
+	rep, err := b.rotator().Rotate(context.Background(), rotation.Request{Emergency: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.Kind != KindEmergency || rep.Restarts != 3 || rep.Outcome != OutcomeCompleted {
+	if rep.Kind != rotation.KindEmergency || rep.Restarts != 3 || rep.Outcome != rotation.OutcomeCompleted {
 		t.Errorf("report kind %s restarts %d outcome %s", rep.Kind, rep.Restarts, rep.Outcome)
 	}
 	cur := b.current()
 	for _, n := range b.nodes {
-		if n.accepts(b.k1) || !n.accepts(cur.Key) {
-			t.Errorf("node %s: old key accepted or new key refused", n.name)
+		if n.Accepts(b.k1) || !n.Accepts(cur.Key) {
+			t.Errorf("node %s: old key accepted or new key refused", n.Name())
 		}
 	}
-	if len(b.store.retired["prod/admin"]) != 1 {
+	if len(b.store.Retired("prod", rotation.SlotAdmin)) != 1 {
 		t.Errorf("old key not retired")
 	}
 }
@@ -348,9 +355,9 @@ func TestEmergencyCutsTheOldKey(t *testing.T) {
 func TestPromoteFailureRestoresStagedSlotsAndResumes(t *testing.T) {
 	b := newBed(t, 3)
 	k1 := b.k1
-	b.nodes[2].refuse = func(s Slots) bool { return s.AltAPIKey.IsZero() && !s.APIKey.Equal(k1) }
-	rep, err := b.rotator().Rotate(context.Background(), Request{})
-	if err == nil || rep.Outcome != OutcomeFailed {
+	b.nodes[2].Refuse = func(s rotation.Slots) bool { return s.AltAPIKey.IsZero() && !s.APIKey.Equal(k1) }
+	rep, err := b.rotator().Rotate(context.Background(), rotation.Request{})
+	if err == nil || rep.Outcome != rotation.OutcomeFailed {
 		t.Fatalf("error = %v outcome %s, want a failure", err, rep.Outcome)
 	}
 	cur := b.current()
@@ -358,17 +365,17 @@ func TestPromoteFailureRestoresStagedSlotsAndResumes(t *testing.T) {
 		t.Fatal("the new key should be published before promotion")
 	}
 	for _, n := range b.nodes {
-		if !n.accepts(cur.Key) {
-			t.Errorf("node %s refuses the current key after the failed promotion", n.name)
+		if !n.Accepts(cur.Key) {
+			t.Errorf("node %s refuses the current key after the failed promotion", n.Name())
 		}
 	}
 	if b.violations != 0 {
 		t.Errorf("%d invariant violations", b.violations)
 	}
-	b.nodes[2].refuse = nil
+	b.nodes[2].Refuse = nil
 	b.clock.Add(2 * time.Hour)
-	rep, err = b.rotator().Rotate(context.Background(), Request{})
-	if err != nil || !rep.Resumed || rep.Outcome != OutcomeCompleted {
+	rep, err = b.rotator().Rotate(context.Background(), rotation.Request{})
+	if err != nil || !rep.Resumed || rep.Outcome != rotation.OutcomeCompleted {
 		t.Fatalf("rerun: err %v resumed %v outcome %s", err, rep.Resumed, rep.Outcome)
 	}
 	b.assertSettled(k1)
@@ -378,22 +385,22 @@ func TestPromoteFailureRestoresStagedSlotsAndResumes(t *testing.T) {
 type crash struct{ point string }
 
 type freezingStore struct {
-	*memStore
+	*rotationtest.Store
 	frozen bool
 }
 
-func (f *freezingStore) WriteJournal(ctx context.Context, dep string, j Journal, cas int) (int, error) {
+func (f *freezingStore) WriteJournal(ctx context.Context, dep string, j rotation.Journal, cas int) (int, error) {
 	if f.frozen {
 		return 0, errors.New("process is dead")
 	}
-	return f.memStore.WriteJournal(ctx, dep, j, cas)
+	return f.Store.WriteJournal(ctx, dep, j, cas)
 }
 
-func (f *freezingStore) Publish(ctx context.Context, dep string, slot Slot, rec KeyRecord, cas int) (int, error) {
+func (f *freezingStore) Publish(ctx context.Context, dep string, slot rotation.Slot, rec rotation.KeyRecord, cas int) (int, error) {
 	if f.frozen {
 		return 0, errors.New("process is dead")
 	}
-	return f.memStore.Publish(ctx, dep, slot, rec, cas)
+	return f.Store.Publish(ctx, dep, slot, rec, cas)
 }
 
 func TestResumeAfterCrashAtEveryCheckpoint(t *testing.T) {
@@ -417,17 +424,17 @@ func TestResumeAfterCrashAtEveryCheckpoint(t *testing.T) {
 
 func crashAndResume(t *testing.T, point string, readOnly bool) {
 	b := newBed(t, 2)
-	r1, _ := NewKey()
+	r1, _ := rotation.NewKey()
 	if readOnly {
 		for _, n := range b.nodes {
-			n.configured.ReadOnlyKey, n.running.ReadOnlyKey = r1, r1
+			edit(n, func(s *rotation.Slots) { s.ReadOnlyKey = r1 })
 		}
 	}
-	fs := &freezingStore{memStore: b.store}
-	run := func(hook func(string)) (rep Report, err error, crashed bool) {
-		nodes := []Node{b.nodes[0], b.nodes[1]}
-		fp, _ := NewFingerprinter([]byte("test-fingerprint-secret"))
-		r, nerr := New(fs, nodes, Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Clock: b.clock, Checkpoint: hook, ReadOnly: readOnly, Keys: namedKeys(readOnly)})
+	fs := &freezingStore{Store: b.store}
+	run := func(hook func(string)) (rep rotation.Report, err error, crashed bool) {
+		nodes := []rotation.Node{b.nodes[0], b.nodes[1]}
+		fp, _ := rotation.NewFingerprinter([]byte("test-fingerprint-secret"))
+		r, nerr := rotation.New(fs, nodes, rotation.Options{Deployment: "prod", LeaseTTL: time.Hour, ReadyTimeout: time.Second, Fingerprints: fp, Clock: b.clock, Checkpoint: hook, ReadOnly: readOnly, Keys: namedKeys(readOnly)})
 		if nerr != nil {
 			t.Fatal(nerr)
 		}
@@ -439,7 +446,7 @@ func crashAndResume(t *testing.T, point string, readOnly bool) {
 				crashed = true
 			}
 		}()
-		rep, err = r.Rotate(context.Background(), Request{})
+		rep, err = r.Rotate(context.Background(), rotation.Request{})
 		return rep, err, false
 	}
 	seen := false
@@ -459,7 +466,7 @@ func crashAndResume(t *testing.T, point string, readOnly bool) {
 	if err != nil {
 		t.Fatalf("rerun after a crash at %s: %v", point, err)
 	}
-	if rep.Outcome != OutcomeCompleted {
+	if rep.Outcome != rotation.OutcomeCompleted {
 		t.Errorf("rerun outcome %s", rep.Outcome)
 	}
 	if point != "retired" && !rep.Resumed {
@@ -475,19 +482,19 @@ func crashAndResume(t *testing.T, point string, readOnly bool) {
 func TestSecondRotatorIsLockedOut(t *testing.T) {
 	b := newBed(t, 2)
 	var second error
-	first := b.rotator(func(o *Options) {
+	first := b.rotator(func(o *rotation.Options) {
 		o.Owner = "first"
 		o.Checkpoint = func(p string) {
 			if p == "minted" {
-				_, second = b.rotator(func(o *Options) { o.Owner = "second" }).Rotate(context.Background(), Request{})
+				_, second = b.rotator(func(o *rotation.Options) { o.Owner = "second" }).Rotate(context.Background(), rotation.Request{})
 			}
 		}
 	})
-	if _, err := first.Rotate(context.Background(), Request{}); err != nil {
+	if _, err := first.Rotate(context.Background(), rotation.Request{}); err != nil {
 		t.Fatal(err)
 	}
-	var locked *LockedError
-	if !errors.Is(second, ErrLocked) || !errors.As(second, &locked) || locked.Owner != "first" {
+	var locked *rotation.LockedError
+	if !errors.Is(second, rotation.ErrLocked) || !errors.As(second, &locked) || locked.Owner != "first" {
 		t.Fatalf("second rotator: %v, want ErrLocked naming the first", second)
 	}
 	if v := b.current().Version; v != 2 {
@@ -497,7 +504,7 @@ func TestSecondRotatorIsLockedOut(t *testing.T) {
 
 func TestLostLeaseStopsTheHolder(t *testing.T) {
 	b := newBed(t, 2)
-	r := b.rotator(func(o *Options) {
+	r := b.rotator(func(o *rotation.Options) {
 		o.Checkpoint = func(p string) {
 			if p == "stage:qdrant-a:done" {
 				// Another rotator took over (e.g. this one was paused past its lease).
@@ -507,11 +514,11 @@ func TestLostLeaseStopsTheHolder(t *testing.T) {
 			}
 		}
 	})
-	_, err := r.Rotate(context.Background(), Request{})
-	if !errors.Is(err, ErrLeaseLost) {
+	_, err := r.Rotate(context.Background(), rotation.Request{})
+	if !errors.Is(err, rotation.ErrLeaseLost) {
 		t.Fatalf("error = %v, want ErrLeaseLost", err)
 	}
-	if b.nodes[1].restarts != 0 {
+	if b.nodes[1].Restarts() != 0 {
 		t.Errorf("the holder went on to restart another node after losing the lease")
 	}
 	if j, _, _ := b.store.ReadJournal(context.Background(), "prod"); j.Owner != "usurper" {
@@ -521,17 +528,16 @@ func TestLostLeaseStopsTheHolder(t *testing.T) {
 
 func TestDriftStopsBeforeAnyChange(t *testing.T) {
 	b := newBed(t, 3)
-	other, _ := NewKey()
-	b.nodes[1].running = Slots{APIKey: other}
-	b.nodes[1].configured = b.nodes[1].running
-	_, err := b.rotator().Rotate(context.Background(), Request{})
-	var drift *DriftError
-	if !errors.As(err, &drift) || !errors.Is(err, ErrDrift) || len(drift.Nodes) != 1 || drift.Nodes["qdrant-b"] == "" {
+	other, _ := rotation.NewKey()
+	b.nodes[1].Set(rotation.Slots{APIKey: other})
+	_, err := b.rotator().Rotate(context.Background(), rotation.Request{})
+	var drift *rotation.DriftError
+	if !errors.As(err, &drift) || !errors.Is(err, rotation.ErrDrift) || len(drift.Nodes) != 1 || drift.Nodes["qdrant-b"] == "" {
 		t.Fatalf("error = %v, want a drift report naming qdrant-b only", err)
 	}
 	for _, n := range b.nodes {
-		if n.restarts != 0 {
-			t.Errorf("node %s restarted despite the drift", n.name)
+		if n.Restarts() != 0 {
+			t.Errorf("node %s restarted despite the drift", n.Name())
 		}
 	}
 	if j, _, _ := b.store.ReadJournal(context.Background(), "prod"); j.RotationID != "" || j.Owner != "" {
@@ -541,15 +547,15 @@ func TestDriftStopsBeforeAnyChange(t *testing.T) {
 
 func TestAdopt(t *testing.T) {
 	b := newBed(t, 2)
-	b.store.versions["prod/admin"] = nil
-	if _, err := b.rotator().Rotate(context.Background(), Request{}); !errors.Is(err, ErrNoKey) {
+	b.store.SetVersions("prod", rotation.SlotAdmin, nil)
+	if _, err := b.rotator().Rotate(context.Background(), rotation.Request{}); !errors.Is(err, rotation.ErrNoKey) {
 		t.Fatalf("without adopt: %v, want ErrNoKey", err)
 	}
-	rep, err := b.rotator().Rotate(context.Background(), Request{Adopt: true})
+	rep, err := b.rotator().Rotate(context.Background(), rotation.Request{Adopt: true})
 	if err != nil || !rep.Adopted {
 		t.Fatalf("adopt: %v (adopted %v)", err, rep.Adopted)
 	}
-	if first := b.store.versions["prod/admin"][0]; !first.Key.Equal(b.k1) || first.RotationID != "adopted" {
+	if first := b.store.Versions("prod", rotation.SlotAdmin)[0]; !first.Key.Equal(b.k1) || first.RotationID != "adopted" {
 		t.Errorf("version 1 is not the adopted node key")
 	}
 	b.assertSettled(b.k1)
@@ -557,15 +563,15 @@ func TestAdopt(t *testing.T) {
 
 func TestPlanTouchesNothing(t *testing.T) {
 	b := newBed(t, 2)
-	p, err := b.rotator().Plan(context.Background(), Request{})
+	p, err := b.rotator().Plan(context.Background(), rotation.Request{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(p.Steps) != 4 || p.Steps[0].Phase != PhaseStaging || p.Steps[3].Phase != PhasePromoting || p.Steps[0].After.AltAPIKey != newKeyLabel {
+	if len(p.Steps) != 4 || p.Steps[0].Phase != rotation.PhaseStaging || p.Steps[3].Phase != rotation.PhasePromoting || p.Steps[0].After.AltAPIKey != "<new>" {
 		t.Errorf("plan steps %+v", p.Steps)
 	}
 	for _, n := range b.nodes {
-		if n.restarts != 0 {
+		if n.Restarts() != 0 {
 			t.Error("plan restarted a node")
 		}
 	}
@@ -579,13 +585,13 @@ func TestPlanTouchesNothing(t *testing.T) {
 
 func TestNoKeyMaterialInOutputs(t *testing.T) {
 	b := newBed(t, 2)
-	b.nodes[1].refuse = func(s Slots) bool { return !s.AltAPIKey.IsZero() }
-	rep1, err1 := b.rotator().Rotate(context.Background(), Request{})
-	b.nodes[1].refuse = nil
-	rep2, err2 := b.rotator().Rotate(context.Background(), Request{})
+	b.nodes[1].Refuse = func(s rotation.Slots) bool { return !s.AltAPIKey.IsZero() }
+	rep1, err1 := b.rotator().Rotate(context.Background(), rotation.Request{})
+	b.nodes[1].Refuse = nil
+	rep2, err2 := b.rotator().Rotate(context.Background(), rotation.Request{})
 	v, err3 := b.rotator().Verify(context.Background())
 	st, err4 := b.rotator().Status(context.Background())
-	p, err5 := b.rotator().Plan(context.Background(), Request{Emergency: true})
+	p, err5 := b.rotator().Plan(context.Background(), rotation.Request{Emergency: true})
 	var out bytes.Buffer
 	out.WriteString(b.logs.String())
 	for _, x := range []any{rep1, rep2, v, st, p, b.events} {
@@ -597,8 +603,8 @@ func TestNoKeyMaterialInOutputs(t *testing.T) {
 			out.WriteString(e.Error())
 		}
 	}
-	keys := []Key{b.k1}
-	for _, rec := range b.store.versions["prod/admin"] {
+	keys := []rotation.Key{b.k1}
+	for _, rec := range b.store.Versions("prod", rotation.SlotAdmin) {
 		keys = append(keys, rec.Key)
 	}
 	j, _, _ := b.store.ReadJournal(context.Background(), "prod")

@@ -1,4 +1,4 @@
-package rotation
+package rotation_test
 
 import (
 	"context"
@@ -8,22 +8,24 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/rotation"
 )
 
 func TestScheduleParsing(t *testing.T) {
-	if _, err := NewSchedule("d", ScheduleSpec{Cron: "0 0 3 * * *"}); err == nil || !strings.Contains(err.Error(), "has 6 fields: use standard 5-field cron") {
+	if _, err := rotation.NewSchedule("d", rotation.ScheduleSpec{Cron: "0 0 3 * * *"}); err == nil || !strings.Contains(err.Error(), "has 6 fields: use standard 5-field cron") {
 		t.Errorf("6 fields: %v", err)
 	}
-	if _, err := NewSchedule("d", ScheduleSpec{Cron: "61 * * * *"}); err == nil {
+	if _, err := rotation.NewSchedule("d", rotation.ScheduleSpec{Cron: "61 * * * *"}); err == nil {
 		t.Error("minute 61 accepted")
 	}
-	if _, err := NewSchedule("d", ScheduleSpec{Cron: "0 3 * * *", TimeZone: "Mars/Olympus"}); err == nil || !strings.Contains(err.Error(), "Mars/Olympus") {
+	if _, err := rotation.NewSchedule("d", rotation.ScheduleSpec{Cron: "0 3 * * *", TimeZone: "Mars/Olympus"}); err == nil || !strings.Contains(err.Error(), "Mars/Olympus") {
 		t.Errorf("bad zone: %v", err)
 	}
-	if _, err := NewSchedule("d", ScheduleSpec{}); err == nil {
+	if _, err := rotation.NewSchedule("d", rotation.ScheduleSpec{}); err == nil {
 		t.Error("a schedule with neither cron nor max age was accepted")
 	}
-	s, err := NewSchedule("d", ScheduleSpec{Cron: "30 3 * * 1", TimeZone: "Europe/Berlin"})
+	s, err := rotation.NewSchedule("d", rotation.ScheduleSpec{Cron: "30 3 * * 1", TimeZone: "Europe/Berlin"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +34,7 @@ func TestScheduleParsing(t *testing.T) {
 	if got := s.NextCron(from); !got.Equal(want) {
 		t.Errorf("next = %s, want %s", got.UTC(), want)
 	}
-	j, _ := NewSchedule("d", ScheduleSpec{Cron: "0 * * * *", Jitter: 10 * time.Minute})
+	j, _ := rotation.NewSchedule("d", rotation.ScheduleSpec{Cron: "0 * * * *", Jitter: 10 * time.Minute})
 	a, b := j.NextCron(from), j.NextCron(from)
 	if !a.Equal(b) || a.Before(from.Add(time.Hour)) || !a.Before(from.Add(time.Hour+10*time.Minute)) {
 		t.Errorf("jittered next %s: want stable, within 10m after 13:00", a)
@@ -40,8 +42,8 @@ func TestScheduleParsing(t *testing.T) {
 }
 
 func TestWindows(t *testing.T) {
-	night := Window{Days: []time.Weekday{time.Friday}, Start: 22 * time.Hour, End: 2 * time.Hour}
-	s, err := NewSchedule("d", ScheduleSpec{MaxAge: time.Hour, Windows: []Window{night}})
+	night := rotation.Window{Days: []time.Weekday{time.Friday}, Start: 22 * time.Hour, End: 2 * time.Hour}
+	s, err := rotation.NewSchedule("d", rotation.ScheduleSpec{MaxAge: time.Hour, Windows: []rotation.Window{night}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +67,8 @@ func TestManagerSingleFlight(t *testing.T) {
 	release := make(chan struct{})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := NewManager(ctx, nil, Hooks{})
-	r := b.rotator(func(o *Options) {
+	m := rotation.NewManager(ctx, nil, rotation.Hooks{})
+	r := b.rotator(func(o *rotation.Options) {
 		o.Observe = m.Observer("prod")
 		o.Checkpoint = func(p string) {
 			if p == "minted" {
@@ -75,24 +77,24 @@ func TestManagerSingleFlight(t *testing.T) {
 		}
 	})
 	m.Add(r, nil)
-	id, err := m.Start("prod", Trigger{Actor: "test"})
+	id, err := m.Start("prod", rotation.Trigger{Actor: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var busy *BusyError
-	if _, err := m.Start("prod", Trigger{Actor: "test"}); !errors.As(err, &busy) || busy.RunID != id {
+	var busy *rotation.BusyError
+	if _, err := m.Start("prod", rotation.Trigger{Actor: "test"}); !errors.As(err, &busy) || busy.RunID != id {
 		t.Errorf("second start: %v, want busy naming %s", err, id)
 	}
-	if _, err := m.Start("nope", Trigger{}); !errors.Is(err, ErrUnknownDeployment) {
+	if _, err := m.Start("nope", rotation.Trigger{}); !errors.Is(err, rotation.ErrUnknownDeployment) {
 		t.Errorf("unknown: %v", err)
 	}
 	close(release)
-	waitRun(t, m, id, RunCompleted)
+	waitRun(t, m, id, rotation.RunCompleted)
 	run, _ := m.Get(id)
 	if run.RotationID == "" || len(run.Nodes) != 2 || run.Report == nil || run.Report.Restarts != 4 {
 		t.Errorf("run %+v", run)
 	}
-	if _, err := m.Start("prod", Trigger{Actor: "test"}); err != nil {
+	if _, err := m.Start("prod", rotation.Trigger{Actor: "test"}); err != nil {
 		t.Errorf("the lock was not released after the run: %v", err)
 	}
 }
@@ -101,13 +103,13 @@ func TestScheduleRotatesAnOldKeyOnce(t *testing.T) {
 	b := newBed(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := NewManager(ctx, nil, Hooks{})
-	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: time.Hour})
+	m := rotation.NewManager(ctx, nil, rotation.Hooks{})
+	s, err := rotation.NewSchedule("prod", rotation.ScheduleSpec{MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	b.clock.Add(2 * time.Hour) // the key (published at the bed's start) is now older than its max age
-	m.Add(b.rotator(func(o *Options) { o.Observe = m.Observer("prod") }), &s)
+	m.Add(b.rotator(func(o *rotation.Options) { o.Observe = m.Observer("prod") }), &s)
 	m.RunSchedules(10 * time.Millisecond)
 	deadline := time.Now().Add(5 * time.Second)
 	for b.current().Version < 2 && time.Now().Before(deadline) {
@@ -121,11 +123,11 @@ func TestScheduleRotatesAnOldKeyOnce(t *testing.T) {
 	m.Wait()
 }
 
-func waitRun(t *testing.T, m *Manager, id string, want RunState) {
+func waitRun(t *testing.T, m *rotation.Manager, id string, want rotation.RunState) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		if run, _ := m.Get(id); run.State != RunRunning {
+		if run, _ := m.Get(id); run.State != rotation.RunRunning {
 			if run.State != want {
 				t.Fatalf("run ended %s (%s), want %s", run.State, run.Error, want)
 			}
@@ -139,16 +141,16 @@ func waitRun(t *testing.T, m *Manager, id string, want RunState) {
 // A clock skew between the time Vault stores and ours must not make the max age rotate in a loop.
 func TestScheduleMaxAgeIgnoresClockSkew(t *testing.T) {
 	b := newBed(t, 2)
-	b.store.sinceSkew = -72 * time.Hour // whoever writes the record has a clock three days behind ours
+	b.store.SinceSkew = -72 * time.Hour // whoever writes the record has a clock three days behind ours
 	b.clock.Add(2 * time.Hour)          // the key is older than its max age
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m := NewManager(ctx, nil, Hooks{})
-	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: time.Hour})
+	m := rotation.NewManager(ctx, nil, rotation.Hooks{})
+	s, err := rotation.NewSchedule("prod", rotation.ScheduleSpec{MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Add(b.rotator(func(o *Options) { o.Observe = m.Observer("prod") }), &s)
+	m.Add(b.rotator(func(o *rotation.Options) { o.Observe = m.Observer("prod") }), &s)
 	m.RunSchedules(5 * time.Millisecond)
 	waitFor(t, func() bool { return b.current().Version >= 2 })
 	time.Sleep(200 * time.Millisecond) // many more polls: none may rotate again
@@ -164,26 +166,26 @@ func TestScheduleMaxAgeIgnoresClockSkew(t *testing.T) {
 func TestScheduleMaxAgeRunsAtMostOncePerPollAndReadyTimeout(t *testing.T) {
 	b := newBed(t, 2)
 	b.clock.Add(2 * time.Hour)
-	if _, err := b.store.WriteJournal(context.Background(), "prod", Journal{Phase: PhaseDone, Owner: "other-daemon", LeaseUntil: b.clock.Now().Add(24 * time.Hour)}, 0); err != nil {
+	if _, err := b.store.WriteJournal(context.Background(), "prod", rotation.Journal{Phase: rotation.PhaseDone, Owner: "other-daemon", LeaseUntil: b.clock.Now().Add(24 * time.Hour)}, 0); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var mu sync.Mutex
-	var runs []RunState
-	m := NewManager(ctx, nil, Hooks{Finished: func(r Run) { mu.Lock(); runs = append(runs, r.State); mu.Unlock() }})
-	s, err := NewSchedule("prod", ScheduleSpec{MaxAge: time.Hour})
+	var runs []rotation.RunState
+	m := rotation.NewManager(ctx, nil, rotation.Hooks{Finished: func(r rotation.Run) { mu.Lock(); runs = append(runs, r.State); mu.Unlock() }})
+	s, err := rotation.NewSchedule("prod", rotation.ScheduleSpec{MaxAge: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Add(b.rotator(func(o *Options) { o.Observe = m.Observer("prod") }), &s)
+	m.Add(b.rotator(func(o *rotation.Options) { o.Observe = m.Observer("prod") }), &s)
 	m.RunSchedules(5 * time.Millisecond)
 	waitFor(t, func() bool { mu.Lock(); defer mu.Unlock(); return len(runs) > 0 })
 	time.Sleep(200 * time.Millisecond) // many more polls, on a clock that has not moved
 	mu.Lock()
 	got := slices.Clone(runs)
 	mu.Unlock()
-	if len(got) != 1 || got[0] != RunLocked {
+	if len(got) != 1 || got[0] != rotation.RunLocked {
 		t.Fatalf("runs %v, want exactly one (locked)", got)
 	}
 	b.clock.Add(5*time.Millisecond + time.Second) // one poll interval plus the ready timeout later: may try again
@@ -204,8 +206,8 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 func TestNextAllowedHonoursWindows(t *testing.T) {
-	night := Window{Days: []time.Weekday{time.Saturday, time.Sunday}, Start: 2 * time.Hour, End: 5 * time.Hour}
-	s, err := NewSchedule("d", ScheduleSpec{Cron: "0 12 * * *", Windows: []Window{night}})
+	night := rotation.Window{Days: []time.Weekday{time.Saturday, time.Sunday}, Start: 2 * time.Hour, End: 5 * time.Hour}
+	s, err := rotation.NewSchedule("d", rotation.ScheduleSpec{Cron: "0 12 * * *", Windows: []rotation.Window{night}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,8 +231,8 @@ func TestWindowsOnDSTChangeDays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := Window{Start: 4 * time.Hour, End: 6 * time.Hour}
-	s, err := NewSchedule("d", ScheduleSpec{MaxAge: time.Hour, TimeZone: "Europe/Berlin", Windows: []Window{w}})
+	w := rotation.Window{Start: 4 * time.Hour, End: 6 * time.Hour}
+	s, err := rotation.NewSchedule("d", rotation.ScheduleSpec{MaxAge: time.Hour, TimeZone: "Europe/Berlin", Windows: []rotation.Window{w}})
 	if err != nil {
 		t.Fatal(err)
 	}

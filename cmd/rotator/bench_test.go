@@ -5,17 +5,17 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/rotation/rotationtest"
 	"github.com/qdrantrotator/rotator/testbed/prober"
 	"github.com/qdrantrotator/rotator/testbed/vaultdev"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 	"github.com/qdrantrotator/rotator/vaultsync"
 )
 
@@ -68,38 +68,21 @@ func BenchmarkRotationOverhead(b *testing.B) {
 // waitAccepted polls a node every 10 ms until it accepts the fixture's current key (an authenticated call).
 func (f *fixture) waitAccepted(name string) {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		if u, err := f.h.URLOf(context.Background(), name, f.scheme); err == nil {
-			req, _ := http.NewRequest(http.MethodGet, u+"/collections", nil)
-			req.Header.Set("api-key", f.k1.Reveal())
-			if resp, err := f.client.Do(req); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return
-				}
-			}
+	wait.UntilEvery(f.t, "node "+name+" to accept its key", 30*time.Second, 10*time.Millisecond, func() (bool, error) {
+		u, err := f.h.URLOf(context.Background(), name, f.scheme)
+		if err != nil {
+			return false, err
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	f.t.Fatalf("node %s did not accept its key within 30s", name)
+		req, _ := http.NewRequest(http.MethodGet, u+"/collections", nil)
+		req.Header.Set("api-key", f.k1.Reveal())
+		resp, err := f.client.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("HTTP %d", resp.StatusCode)
+	})
 }
-
-// acceptAll is a node that accepts every JWT: the re-mint benchmark measures Vault publishing, not nodes.
-type acceptAll struct{}
-
-func (acceptAll) Name() string                                 { return "bench-node" }
-func (acceptAll) Method() string                               { return "none" }
-func (acceptAll) Keys(context.Context) (rotation.Slots, error) { return rotation.Slots{}, nil }
-func (acceptAll) Recover(context.Context) error                { return nil }
-func (acceptAll) Apply(context.Context, rotation.Slots) error  { return nil }
-func (acceptAll) Probe(_ context.Context, k rotation.Key) error {
-	if strings.Count(k.Reveal(), ".") == 2 {
-		return nil // a JWT: accepted
-	}
-	return rotation.ErrUnauthorized // a plain key (the rotator's check with a key never issued): refused, not open
-}
-func (acceptAll) Diagnose(context.Context) rotation.Diagnosis { return rotation.Diagnosis{} }
 
 // BenchmarkRemint10000Keys re-mints and publishes 10,000 collection-scoped named keys against the Vault dev server:
 // first their creation, then a re-mint for a new admin key (what every rotation does). Target: <= 30 s.
@@ -115,7 +98,10 @@ func BenchmarkRemint10000Keys(b *testing.B) {
 		keys[i] = rotation.NamedKey{Name: fmt.Sprintf("tenant-%05d", i), Write: true, Collections: []string{fmt.Sprintf("c%05d", i)}, TTL: time.Hour}
 	}
 	fp, _ := rotation.NewFingerprinter([]byte("bench-fingerprint-secret"))
-	r, err := rotation.New(store, []rotation.Node{acceptAll{}}, rotation.Options{Deployment: "bench", Keys: keys, Fingerprints: fp})
+	// The node runs each round's admin key with jwt_rbac, so the rotator's proof that it accepts a JWT signed with
+	// that key is real; the benchmark measures Vault publishing, not nodes.
+	node := rotationtest.NewNode("bench-node", rotation.Slots{})
+	r, err := rotation.New(store, []rotation.Node{node}, rotation.Options{Deployment: "bench", Keys: keys, Fingerprints: fp})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -123,6 +109,7 @@ func BenchmarkRemint10000Keys(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		for round, label := range []string{"first publication", "re-mint for a new admin key"} {
 			k, _ := rotation.NewKey()
+			node.Set(rotation.Slots{APIKey: k, JWTRBAC: true})
 			start := time.Now()
 			done, err := r.RemintKeys(ctx, k, fmt.Sprintf("bench-%d-%d", i, round))
 			took := time.Since(start)
@@ -139,10 +126,7 @@ func BenchmarkRemint10000Keys(b *testing.B) {
 // and a max age, polling Vault every 30 s; nodes are named but never touched while idle): resident memory and CPU
 // over 60 s. Target: <= 40 MiB, <= 0.5 % of a core.
 func BenchmarkIdleDaemon100(b *testing.B) {
-	bin := filepath.Join(b.TempDir(), "rotator")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildRotator(b)
 	srv := vaultdev.StartT(b)
 	dir := b.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "token"), []byte(srv.Token), 0o600); err != nil {
@@ -157,11 +141,8 @@ func BenchmarkIdleDaemon100(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 0; i < b.N; i++ {
-		cmd := exec.Command(bin, "daemon", "--config", filepath.Join(dir, "rotator.yml"))
-		cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-		if err := cmd.Start(); err != nil {
-			b.Fatal(err)
-		}
+		d := launchDaemon(b, filepath.Join(dir, "rotator.yml"), daemonOpts{bin: bin})
+		cmd := d.cmd
 		time.Sleep(5 * time.Second) // start-up: every loop has read Vault once
 		cpu0 := procCPU(b, cmd.Process.Pid)
 		var peak int64
@@ -171,8 +152,7 @@ func BenchmarkIdleDaemon100(b *testing.B) {
 			time.Sleep(time.Second)
 		}
 		cpu := (procCPU(b, cmd.Process.Pid) - cpu0) / time.Since(start).Seconds() * 100
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		d.stop(b)
 		b.ReportMetric(float64(peak)/(1<<20), "MiB-rss")
 		b.ReportMetric(cpu, "%-core")
 		fmt.Printf("idle daemon, 100 deployments, 60 s: peak RSS %.1f MiB (target <= 40), CPU %.3f %% of a core (target <= 0.5)\n", float64(peak)/(1<<20), cpu)

@@ -55,47 +55,16 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 		Finished: func(run rotation.Run) { audit.Finished(run); metrics.Finished(run) },
 	})
 	metrics = daemon.NewMetrics(mgr)
-	for _, dep := range a.selected {
-		r, err := a.rotator(ctx, dep, mgr.Observer(dep.Name))
-		if err != nil {
-			return err
-		}
-		var sched *rotation.Schedule
-		if spec, ok := dep.ScheduleSpec(); ok {
-			s, err := rotation.NewSchedule(dep.Name, spec) // config validation compiled this same spec
-			if err != nil {
-				return usageError{fmt.Errorf("deployment %s: %w", dep.Name, err)}
-			}
-			sched = &s
-		}
-		mgr.Add(r, sched)
-	}
-
-	var sources []daemon.TokenSource
-	for _, t := range d.Tokens {
-		src := daemon.TokenSource{Name: t.Name, Admin: t.Role == "admin"}
-		switch {
-		case t.File != "":
-			src.Read = daemon.FileToken(t.File)
-		case t.Env != "":
-			src.Read = daemon.EnvToken(t.Env, env) // read at each re-read: an unset variable grants nothing
-		default:
-			path := t.Vault
-			src.Read = func(ctx context.Context) (string, error) { return a.store.Field(ctx, path, "token") }
-		}
-		sources = append(sources, src)
+	if err := a.addDeployments(ctx, mgr); err != nil {
+		return err
 	}
 	handler := daemon.NewHandler(daemon.Options{
-		Manager: mgr, Tokens: daemon.NewTokens(sources, 5*time.Second, logger), Metrics: metrics.Handler(), Logger: logger,
+		Manager: mgr, Tokens: daemon.NewTokens(a.tokenSources(env), 5*time.Second, logger), Metrics: metrics.Handler(), Logger: logger,
 		Ready: func(ctx context.Context) error { return vaultReady(ctx, a.store, a.selected[0].Name) },
 	})
-	var tlsCfg *tls.Config
-	if d.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(d.TLS.CertFile, d.TLS.KeyFile)
-		if err != nil {
-			return fmt.Errorf("daemon.tls: %w", err)
-		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	tlsCfg, err := a.apiTLS()
+	if err != nil {
+		return err
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
@@ -133,6 +102,58 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	session.Wait()
 	logger.Info("stopped")
 	return failed
+}
+
+// addDeployments gives the manager a rotator, and its schedule if it has one, for each selected deployment.
+func (a *app) addDeployments(ctx context.Context, mgr *rotation.Manager) error {
+	for _, dep := range a.selected {
+		r, err := a.rotator(ctx, dep, mgr.Observer(dep.Name))
+		if err != nil {
+			return err
+		}
+		var sched *rotation.Schedule
+		if spec, ok := dep.ScheduleSpec(); ok {
+			s, err := rotation.NewSchedule(dep.Name, spec) // config validation compiled this same spec
+			if err != nil {
+				return usageError{fmt.Errorf("deployment %s: %w", dep.Name, err)}
+			}
+			sched = &s
+		}
+		mgr.Add(r, sched)
+	}
+	return nil
+}
+
+// tokenSources says where each of daemon.tokens is read from: a file, a variable, or a Vault path.
+func (a *app) tokenSources(env func(string) string) []daemon.TokenSource {
+	var sources []daemon.TokenSource
+	for _, t := range a.cfg.Daemon.Tokens {
+		src := daemon.TokenSource{Name: t.Name, Admin: t.Role == "admin"}
+		switch {
+		case t.File != "":
+			src.Read = daemon.FileToken(t.File)
+		case t.Env != "":
+			src.Read = daemon.EnvToken(t.Env, env) // read at each re-read: an unset variable grants nothing
+		default:
+			path := t.Vault
+			src.Read = func(ctx context.Context) (string, error) { return a.store.Field(ctx, path, "token") }
+		}
+		sources = append(sources, src)
+	}
+	return sources
+}
+
+// apiTLS loads daemon.tls (nil: the API serves plain HTTP).
+func (a *app) apiTLS() (*tls.Config, error) {
+	c := a.cfg.Daemon.TLS
+	if c == nil {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("daemon.tls: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}, nil
 }
 
 // readinessStore is what /readyz asks Vault.

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // TestVaultAgentConsumerSeesNoRejection: the shipped setup script and policies on the dev server, the rotator
@@ -70,16 +72,10 @@ func TestVaultAgentConsumerSeesNoRejection(t *testing.T) {
 		}
 		return "", os.ErrNotExist
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if k, err := readKey(); err == nil && k == f.k1.Reveal() {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("vault agent did not render the key within 20s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(t, "vault agent to render the key", 20*time.Second, func() (bool, error) {
+		k, err := readKey()
+		return err == nil && k == f.k1.Reveal(), err
+	})
 
 	// The prober holds what the file says; note when the file first shows the new key.
 	var mu sync.Mutex

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"errors"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // clusterClient plays an app against a stand-in cluster: it follows Vault's consumer path, round-robins over the
@@ -91,17 +94,10 @@ func (f *fixture) setupCollection(rf int) {
 // settle condition of Qdrant's rolling-restart procedure, the same the rotator waits for).
 func (f *fixture) waitActive(key rotation.Key, bound time.Duration) {
 	f.t.Helper()
-	deadline := time.Now().Add(bound)
-	for {
+	wait.UntilEvery(f.t, "the cluster to settle", bound, 20*time.Millisecond, func() (bool, error) {
 		bad := f.replicaStates(key)
-		if bad == "" {
-			return
-		}
-		if time.Now().After(deadline) {
-			f.t.Fatalf("cluster not settled within %s: %s", bound, bad)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return bad == "", errors.New(bad)
+	})
 }
 
 // replicaStates returns "" when every peer answers /readyz 200 and sees every replica of c Active, else what it saw.
@@ -306,13 +302,9 @@ func TestClusterPeerDownDuringGraceStopsTheRotation(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() { code, out := f.rotator("rotate"); done <- result{code, out} }()
-	deadline := time.Now().Add(60 * time.Second)
-	for f.journal().Phase != rotation.PhaseGrace {
-		if time.Now().After(deadline) {
-			t.Fatal("the rotation never reached its grace wait")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.Until(t, "the rotation to reach its grace wait", 60*time.Second, func() (bool, error) {
+		return f.journal().Phase == rotation.PhaseGrace, nil
+	})
 	if _, err := f.h.Engine.StopContainer(context.Background(), down, 10*time.Second); err != nil {
 		t.Fatal(err)
 	}

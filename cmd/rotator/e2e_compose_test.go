@@ -16,10 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/qdrantrotator/rotator/qdrantctl"
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/testbed/dockerbed"
 	"github.com/qdrantrotator/rotator/testbed/harness"
 	"github.com/qdrantrotator/rotator/testbed/vaultdev"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 	"github.com/qdrantrotator/rotator/vaultsync"
 )
 
@@ -33,7 +34,7 @@ type composeProject struct {
 	dir     string
 	files   []string // -f arguments
 	image   string
-	eng     *qdrantctl.Engine
+	eng     *dockerbed.Engine
 	vault   *vaultdev.Server
 	store   *vaultsync.Store
 	k1      rotation.Key
@@ -57,7 +58,7 @@ func newComposeProject(t *testing.T, mode string) *composeProject {
 	} else {
 		t.Logf("docker-compose %s", strings.TrimSpace(string(out)))
 	}
-	eng, err := qdrantctl.NewEngine(ctx)
+	eng, err := dockerbed.New(ctx)
 	if err != nil {
 		t.Fatalf("docker is required: %v", err)
 	}
@@ -260,18 +261,14 @@ func (p *composeProject) waitAnswering(services ...string) {
 	urls := p.urls()
 	for _, svc := range services {
 		u := urls[svc]
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		wait.UntilEvery(p.t, "service "+svc+" to answer on "+u, 30*time.Second, 100*time.Millisecond, func() (bool, error) {
 			resp, err := p.client.Get(u + "/")
-			if err == nil {
-				resp.Body.Close()
-				break
+			if err != nil {
+				return false, err
 			}
-			if time.Now().After(deadline) {
-				p.t.Fatalf("service %s does not answer on %s: %v", svc, u, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			resp.Body.Close()
+			return true, nil
+		})
 	}
 }
 

@@ -7,8 +7,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,109 +20,8 @@ import (
 
 	"github.com/qdrantrotator/rotator/daemon"
 	"github.com/qdrantrotator/rotator/rotation"
-	"github.com/qdrantrotator/rotator/testbed/syncbuf"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
-
-// daemonUnderTest is `rotator daemon` running in-process.
-type daemonUnderTest struct {
-	url    string
-	out    *syncbuf.Buffer
-	cancel context.CancelFunc
-	done   chan int
-}
-
-// freeAddr returns a 127.0.0.1 address with a port free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// waitHealthy waits until the daemon answers /healthz.
-func (d *daemonUnderTest) waitHealthy(t *testing.T) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(d.url + "/healthz"); err == nil {
-			resp.Body.Close()
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("daemon did not answer:\n%s", d.out.String())
-}
-
-func startDaemon(t *testing.T, f *fixture, env map[string]string) *daemonUnderTest {
-	t.Helper()
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemonUnderTest{url: "http://" + addr, out: &syncbuf.Buffer{}, cancel: cancel, done: make(chan int, 1)}
-	go func() {
-		d.done <- run(ctx, []string{"daemon", "--config", f.config, "--listen", addr}, func(k string) string { return env[k] }, d.out, d.out)
-	}()
-	t.Cleanup(func() { d.stop(t) })
-	d.waitHealthy(t)
-	return d
-}
-
-func (d *daemonUnderTest) stop(t *testing.T) int {
-	d.cancel()
-	select {
-	case code := <-d.done:
-		d.done <- code
-		return code
-	case <-time.After(60 * time.Second):
-		t.Fatalf("daemon did not stop within 60s")
-		return -1
-	}
-}
-
-// request makes an API call and decodes the JSON answer.
-func (d *daemonUnderTest) request(t *testing.T, method, path, token, body string, out any) (int, http.Header) {
-	t.Helper()
-	req, err := http.NewRequest(method, d.url+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if s, ok := out.(*string); ok {
-		*s = string(data)
-	} else if out != nil && len(data) > 0 && strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v in %s", method, path, err, data)
-		}
-	}
-	return resp.StatusCode, resp.Header
-}
-
-func (d *daemonUnderTest) waitRun(t *testing.T, token, id string) rotation.Run {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		var run rotation.Run
-		if code, _ := d.request(t, http.MethodGet, "/v1/rotations/"+id, token, "", &run); code != 200 {
-			t.Fatalf("GET rotation %s: HTTP %d", id, code)
-		}
-		if run.State != rotation.RunRunning {
-			return run
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("run %s did not end", id)
-	return rotation.Run{}
-}
 
 // TestDaemonAPI: the auth matrix, 202 then 409 while busy, progress until done, a dry run that changes nothing,
 // 404 and 400, /metrics, audit events on the log stream and signed webhooks, and no key material anywhere.
@@ -162,7 +61,7 @@ func TestDaemonAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := startDaemon(t, f, map[string]string{"READ_TOKEN": reader})
+	d := f.startDaemon(daemonOpts{env: map[string]string{"READ_TOKEN": reader}})
 	post := "/v1/deployments/" + deployment + "/rotations"
 
 	var e struct {
@@ -250,17 +149,10 @@ func TestDaemonAPI(t *testing.T) {
 	// error text or address.
 	vaultCall(t, f, "auth/token/revoke", `{"token": "`+daemonToken+`"}`)
 	var ready map[string]string
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.Until(t, "/readyz to answer 503 once the daemon's Vault token is revoked", 10*time.Second, func() (bool, error) {
 		code, _ := d.request(t, http.MethodGet, "/readyz", "", "", &ready)
-		if code == http.StatusServiceUnavailable {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz still %d after the daemon's Vault token was revoked", code)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return code == http.StatusServiceUnavailable, fmt.Errorf("/readyz answers %d", code)
+	})
 	if ready["error"] != "vault not ready" || ready["reason"] != "token" {
 		t.Errorf("/readyz with a revoked token: %v, want vault not ready, reason token", ready)
 	}
@@ -303,14 +195,11 @@ func TestDaemonSchedules(t *testing.T) {
 	t.Run("every few seconds", func(t *testing.T) {
 		f := newFixture(t, fixtureOpts{nodes: 2, mode: "file", grace: "0s", top: "daemon:\n  poll_interval: 200ms\n",
 			extra: "    schedule: \"0 3 * * 0\"\n    max_age: 4s\n"})
-		d := startDaemon(t, f, nil)
-		deadline := time.Now().Add(40 * time.Second)
-		for f.current().Version < 3 && time.Now().Before(deadline) {
-			time.Sleep(200 * time.Millisecond)
-		}
-		if v := f.current().Version; v < 3 {
-			t.Fatalf("Vault version %d after 40s, want two scheduled rotations (3):\n%s", v, d.out.String())
-		}
+		d := f.startDaemon(daemonOpts{})
+		wait.Until(t, "two scheduled rotations (Vault version 3)", 40*time.Second, func() (bool, error) {
+			v := f.current().Version
+			return v >= 3, fmt.Errorf("Vault version %d; the daemon's output:\n%s", v, d.out)
+		})
 		if code := d.stop(t); code != exitOK {
 			t.Errorf("daemon exited %d", code)
 		}
@@ -320,11 +209,10 @@ func TestDaemonSchedules(t *testing.T) {
 		f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", grace: "0s", top: "daemon:\n  poll_interval: 100ms\n",
 			extra: "    max_age: 2s\n"})
 		time.Sleep(2500 * time.Millisecond) // the key Vault holds is now older than its max age
-		d := startDaemon(t, f, nil)
-		deadline := time.Now().Add(30 * time.Second)
-		for f.current().Version < 2 && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-		}
+		d := f.startDaemon(daemonOpts{})
+		wait.Until(t, "the rotation of the key past its max age", 30*time.Second, func() (bool, error) {
+			return f.current().Version >= 2, nil
+		})
 		time.Sleep(1500 * time.Millisecond) // fifteen more polls, the new key still younger than 2s
 		if v := f.current().Version; v != 2 {
 			t.Fatalf("Vault version %d, want exactly one rotation (2):\n%s", v, d.out.String())
@@ -343,7 +231,7 @@ func TestRemoteRotate(t *testing.T) {
 	if err := os.WriteFile(token, []byte(randomHex(16)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	d := startDaemon(t, f, nil)
+	d := f.startDaemon(daemonOpts{})
 	var out, errOut strings.Builder
 	code := run(context.Background(), []string{"rotate", "--server", d.url, "--token-file", token, "--deployment", deployment}, func(string) string { return "" }, &out, &errOut)
 	if code != exitOK || !strings.Contains(out.String(), ": completed in") || !strings.Contains(out.String(), "promote") {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // TestRollbackWhenANodeRefusesToStart: the middle node refuses to start once alt_api_key is set (a stand-in fault
@@ -118,10 +118,7 @@ func TestTwoRotatorsAtOnce(t *testing.T) {
 // TestCrashAtEveryPhaseBoundary kills the rotator process (SIGKILL) at each phase boundary, then runs it again:
 // each rerun ends completed, and a prober checks all along that Vault's current key works on every running node.
 func TestCrashAtEveryPhaseBoundary(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "rotator")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build rotator: %v\n%s", err, out)
-	}
+	bin := buildRotator(t)
 	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env"})
 	n0, n1 := f.names[0], f.names[1]
 	points := []string{
@@ -159,14 +156,10 @@ func TestCrashAtEveryPhaseBoundary(t *testing.T) {
 			t.Fatalf("crash at %s: the rotator exited %d instead of being killed:\n%s", point, code, out)
 		}
 		// Rerun until the dead rotator's lease (3s) has expired and the rotation is finished.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		wait.UntilEvery(t, "a rerun after a crash at "+point+" not to find the journal locked", 30*time.Second, 500*time.Millisecond, func() (bool, error) {
 			code, out = exe()
-			if code != exitLocked || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
+			return code != exitLocked, nil
+		})
 		if code != exitOK {
 			t.Fatalf("rerun after a crash at %s exited %d:\n%s", point, code, out)
 		}

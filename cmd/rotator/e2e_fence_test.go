@@ -11,6 +11,7 @@ import (
 
 	"github.com/qdrantrotator/rotator/rotation"
 	"github.com/qdrantrotator/rotator/testbed/syncbuf"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // TestFrozenRotatorProcessAppliesNothingStale: a real rotator process freezes (SIGSTOP) just before it would stage
@@ -71,20 +72,17 @@ func TestFrozenRotatorProcessAppliesNothingStale(t *testing.T) {
 // waitStopped waits until the process is stopped (state T in /proc/PID/stat).
 func waitStopped(t *testing.T, pid int, done <-chan int) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	wait.UntilEvery(t, "the rotator to freeze", 60*time.Second, 20*time.Millisecond, func() (bool, error) {
 		select {
 		case code := <-done:
 			t.Fatalf("the rotator exited %d before it froze", code)
 		default:
 		}
 		stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-		if err == nil {
-			if i := strings.LastIndexByte(string(stat), ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'T' {
-				return
-			}
+		if err != nil {
+			return false, err
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatal("the rotator never froze")
+		i := strings.LastIndexByte(string(stat), ')')
+		return i > 0 && len(stat) > i+2 && stat[i+2] == 'T', nil
+	})
 }

@@ -12,68 +12,8 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
-	"github.com/qdrantrotator/rotator/testbed/syncbuf"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
-
-// daemonProcess is `rotator daemon` as a separate process, so it can be killed.
-type daemonProcess struct {
-	*daemonUnderTest
-	cmd *exec.Cmd
-}
-
-func buildRotator(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rotator")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build rotator: %v\n%s", err, out)
-	}
-	return bin
-}
-
-func startDaemonProcess(t *testing.T, bin string, f *fixture) *daemonProcess {
-	t.Helper()
-	addr := freeAddr(t)
-	out := &syncbuf.Buffer{}
-	cmd := exec.Command(bin, "daemon", "--config", f.config, "--listen", addr)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan int, 1)
-	go func() {
-		_ = cmd.Wait()
-		done <- cmd.ProcessState.ExitCode()
-	}()
-	p := &daemonProcess{daemonUnderTest: &daemonUnderTest{url: "http://" + addr, out: out, done: done}, cmd: cmd}
-	p.cancel = func() { _ = cmd.Process.Signal(syscall.SIGTERM) }
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		f.mu.Lock()
-		f.outputs.WriteString(out.String())
-		f.mu.Unlock()
-	})
-	p.waitHealthy(t)
-	return p
-}
-
-// waitPhase polls a run until it reaches phase (or ends).
-func (d *daemonUnderTest) waitPhase(t *testing.T, token, id string, phase rotation.Phase) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		var run rotation.Run
-		d.request(t, http.MethodGet, "/v1/rotations/"+id, token, "", &run)
-		if run.Phase == phase {
-			return
-		}
-		if run.State != rotation.RunRunning {
-			t.Fatalf("run ended %s before phase %s", run.State, phase)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("run %s never reached phase %s", id, phase)
-}
 
 func haFixture(t *testing.T) (*fixture, string) {
 	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", grace: "3s", top: `daemon:
@@ -94,8 +34,8 @@ func haFixture(t *testing.T) (*fixture, string) {
 func TestTwoDaemonsTakeOver(t *testing.T) {
 	bin := buildRotator(t)
 	f, token := haFixture(t)
-	a := startDaemonProcess(t, bin, f)
-	b := startDaemonProcess(t, bin, f)
+	a := f.startDaemon(daemonOpts{bin: bin})
+	b := f.startDaemon(daemonOpts{bin: bin})
 	p := f.startProber()
 	post := "/v1/deployments/" + deployment + "/rotations"
 	var e struct {
@@ -119,22 +59,15 @@ func TestTwoDaemonsTakeOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	var resumedAt time.Time
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
+	wait.Until(t, "daemon B to complete the rotation", 60*time.Second, func() (bool, error) {
 		j := f.journal()
 		if resumedAt.IsZero() && j.Owner != "" && !strings.Contains(a.out.String(), j.Owner) && j.UpdatedAt.After(killed) {
 			resumedAt = time.Now()
 		}
-		if j.Phase == rotation.PhaseDone {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return j.Phase == rotation.PhaseDone, fmt.Errorf("journal phase %s; daemon B's output:\n%s", j.Phase, b.out)
+	})
 	done := time.Since(killed)
 	res := p.Stop()
-	if j := f.journal(); j.Phase != rotation.PhaseDone {
-		t.Fatalf("daemon B did not complete the rotation: journal phase %s\n%s", j.Phase, b.out.String())
-	}
 	t.Logf("takeover: B resumed %.1fs after A was killed (lease 3s, poll 0.2s); rotation done %.1fs after; prober: %s",
 		resumedAt.Sub(killed).Seconds(), done.Seconds(), res)
 	fmt.Printf("HA takeover: resumed %.1fs after SIGKILL (lease_ttl 3s), completed %.1fs after\n", resumedAt.Sub(killed).Seconds(), done.Seconds())
@@ -152,7 +85,7 @@ func TestTwoDaemonsTakeOver(t *testing.T) {
 func TestDaemonSIGTERMMidRotationThenRestart(t *testing.T) {
 	bin := buildRotator(t)
 	f, token := haFixture(t)
-	a := startDaemonProcess(t, bin, f)
+	a := f.startDaemon(daemonOpts{bin: bin})
 	var e struct {
 		ID string `json:"id"`
 	}
@@ -176,13 +109,13 @@ func TestDaemonSIGTERMMidRotationThenRestart(t *testing.T) {
 		t.Fatalf("after SIGTERM the journal is %s owned by %q; want an unfinished rotation, unlocked", j.Phase, j.Owner)
 	}
 	f.assertKeys(f.current().Key) // whatever step it stopped at, Vault's current key works
-	startDaemonProcess(t, bin, f)
-	deadline := time.Now().Add(60 * time.Second)
-	for f.journal().Phase != rotation.PhaseDone && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-	}
-	if j := f.journal(); j.Phase != rotation.PhaseDone || f.current().Version != 2 {
-		t.Fatalf("restarted daemon left phase %s, Vault version %d", j.Phase, f.current().Version)
+	f.startDaemon(daemonOpts{bin: bin})
+	wait.Until(t, "the restarted daemon to complete the rotation", 60*time.Second, func() (bool, error) {
+		j := f.journal()
+		return j.Phase == rotation.PhaseDone, fmt.Errorf("journal phase %s", j.Phase)
+	})
+	if v := f.current().Version; v != 2 {
+		t.Fatalf("the restarted daemon completed with Vault version %d, want 2", v)
 	}
 	f.assertKeys(f.current().Key, f.k1)
 }
@@ -191,7 +124,7 @@ func TestDaemonSIGTERMMidRotationThenRestart(t *testing.T) {
 // backs off and completes; nothing is lost and nothing rotated twice.
 func TestDaemonVaultSealedMidRotation(t *testing.T) {
 	f, token := haFixture(t)
-	d := startDaemon(t, f, nil)
+	d := f.startDaemon(daemonOpts{})
 	var e struct {
 		ID string `json:"id"`
 	}

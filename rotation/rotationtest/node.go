@@ -31,7 +31,7 @@ type Node struct {
 	up         bool
 	restarts   int
 
-	// Set these before the node is used.
+	// Set these while no other goroutine uses the node (before it is used, or while every user waits).
 
 	// Now is the clock a JWT's exp is judged by (nil: time.Now).
 	Now func() time.Time
@@ -112,6 +112,15 @@ func (n *Node) Start() {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.startLocked()
+}
+
+// StartOpen restarts the node without its keys, as Qdrant starts after a restart by hand on a config file it cannot
+// read: it is open (serves every request) until its next Apply, while Keys still reports what it is configured with.
+// It does not count as a restart.
+func (n *Node) StartOpen() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.up, n.running = true, rotation.Slots{}
 }
 
 // Set changes what the node is configured with and what it runs, as a hand edit followed by a restart would.

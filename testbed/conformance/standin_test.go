@@ -1,11 +1,13 @@
 package conformance
 
 import (
+	"encoding/json"
 	"flag"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -192,5 +194,73 @@ func expectKnobExit(t *testing.T, code int, out, want string) {
 	}
 	if want != "" && !strings.Contains(out, want) {
 		t.Errorf("output %q does not mention %q", redact(out), want)
+	}
+}
+
+// TestStandinAuditFileNames: the files the audit log writes are named per rotation (qdrant.md §11b:
+// audit.YYYY-MM-DD.log daily, audit.YYYY-MM-DD-HH.log hourly) and hold only entries of the period their name
+// gives (UTC). A Node has no way to list a container's files, so this is checked on the plain process.
+func TestStandinAuditFileNames(t *testing.T) {
+	target := NewProcessTarget(standinBinary(t))
+	for _, tc := range []struct {
+		rotation string
+		name     *regexp.Regexp
+		layout   string
+		span     time.Duration
+	}{
+		{"daily", regexp.MustCompile(`^audit\.(\d{4}-\d{2}-\d{2})\.log$`), "2006-01-02", 24 * time.Hour},
+		{"hourly", regexp.MustCompile(`^audit\.(\d{4}-\d{2}-\d{2}-\d{2})\.log$`), "2006-01-02-15", time.Hour},
+	} {
+		t.Run(tc.rotation, func(t *testing.T) {
+			k := newKey(t)
+			n := target.Start(t, Setup{Env: map[string]string{"QDRANT__SERVICE__API_KEY": k,
+				"QDRANT__AUDIT__ENABLED": "true", "QDRANT__AUDIT__ROTATION": tc.rotation}})
+			c := nodeClient(n)
+			id := newName(t, "files")
+			c.do(t, "GET", "/collections", "", apiKey(k), traced(id))
+			c.do(t, "GET", "/collections", "", apiKey(newKey(t)), traced(id))
+			waitAudit(t, c, k, byTracing(id), 2)
+			dir := filepath.Join(n.(*processNode).dir, "storage", "audit")
+			entries, err := os.ReadDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := 0
+			for _, e := range entries {
+				m := tc.name.FindStringSubmatch(e.Name())
+				if m == nil {
+					t.Errorf("file %q in %s, want names like audit.%s.log", e.Name(), dir, tc.layout)
+					continue
+				}
+				start, err := time.Parse(tc.layout, m[1])
+				if err != nil {
+					t.Errorf("file %q: %v", e.Name(), err)
+					continue
+				}
+				data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, line := range strings.Split(strings.TrimSuffix(string(data), "\n"), "\n") {
+					if line == "" {
+						continue
+					}
+					lines++
+					var ev struct {
+						Timestamp time.Time `json:"timestamp"`
+					}
+					if err := json.Unmarshal([]byte(line), &ev); err != nil {
+						t.Errorf("%s: line %q is not a JSON object with a timestamp: %v", e.Name(), snippet([]byte(line)), err)
+						continue
+					}
+					if ev.Timestamp.Before(start) || !ev.Timestamp.Before(start.Add(tc.span)) {
+						t.Errorf("%s holds an entry of %s, outside the file's period", e.Name(), ev.Timestamp)
+					}
+				}
+			}
+			if lines < 3 { // the two requests and the get_audit_logs checks of waitAudit
+				t.Errorf("%d lines in %s, want at least 3", lines, dir)
+			}
+		})
 	}
 }

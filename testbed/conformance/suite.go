@@ -9,7 +9,7 @@ import (
 )
 
 // MinCases is the least number of cases Run holds; TestCaseCount keeps the suite from shrinking below it.
-const MinCases = 96
+const MinCases = 112
 
 // testCase is one fact of ../shared/specs/qdrant.md checked against a node.
 type testCase struct {
@@ -49,6 +49,8 @@ func groups() []group {
 		tlsGroup(),
 		persistenceGroup(),
 		openGroup(),
+		auditGroup(),
+		auditFilesGroup(),
 	}
 }
 

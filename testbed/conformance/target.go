@@ -1,5 +1,5 @@
-// Package conformance holds one suite of Qdrant behaviour facts (../shared/specs/qdrant.md, sections 1-3, 5, 6, 8, 9
-// and the checklist in 12) and runs it against any Target: the stand-in as a plain process, the stand-in image in
+// Package conformance holds one suite of Qdrant behaviour facts (../shared/specs/qdrant.md, sections 1-3, 5, 6, 8, 9,
+// 11b and the checklist in 12) and runs it against any Target: the stand-in as a plain process, the stand-in image in
 // Docker, or a real qdrant/qdrant image named by QDRANT_IMAGE.
 package conformance
 

@@ -23,7 +23,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/qdrantrotator/rotator/qdrantctl"
+	"github.com/qdrantrotator/rotator/testbed/dockerbed"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 const (
@@ -47,7 +48,7 @@ func RepoRoot() (string, error) {
 // BuildStandinImage builds the stand-in's static binary and an image FROM scratch around it, laid out like Qdrant's
 // (testbed/standin/image). The tag carries a hash of the binary and the image files, so an unchanged stand-in is
 // built once and reused by every later run.
-func BuildStandinImage(ctx context.Context, eng *qdrantctl.Engine) (string, error) {
+func BuildStandinImage(ctx context.Context, eng *dockerbed.Engine) (string, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return "", err
@@ -64,13 +65,13 @@ func BuildStandinImage(ctx context.Context, eng *qdrantctl.Engine) (string, erro
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build stand-in binary: %w\n%s", err, out)
 	}
-	files := []qdrantctl.File{}
+	files := []dockerbed.File{}
 	add := func(name, path string, mode int64) error {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			return fmt.Errorf("build stand-in image: %w", err)
 		}
-		files = append(files, qdrantctl.File{Name: name, Mode: mode, Data: data})
+		files = append(files, dockerbed.File{Name: name, Mode: mode, Data: data})
 		return nil
 	}
 	imageDir := filepath.Join(root, "testbed", "standin", "image")
@@ -106,19 +107,20 @@ func BuildStandinImage(ctx context.Context, eng *qdrantctl.Engine) (string, erro
 
 // Harness owns the Docker objects of one test (or one demo run).
 type Harness struct {
-	Engine  *qdrantctl.Engine
+	// Engine is the product's Engine (Inspect, Restart, HostPort, ...) with the test bed's operations.
+	Engine  *dockerbed.Engine
 	run     string
-	network string // id
 	netName string
 
-	mu      sync.Mutex
-	seq     int
-	hostDir string // made on first use by hostFolder, removed by Close
+	mu       sync.Mutex
+	seq      int
+	hostDir  string   // made on first use by hostFolder, removed by Close
+	networks []string // ids of the run's networks, removed by Close
 }
 
 // New connects to the Docker Engine, removes leftovers of crashed earlier runs, and creates a network for this run.
 func New(ctx context.Context) (*Harness, error) {
-	eng, err := qdrantctl.NewEngine(ctx)
+	eng, err := dockerbed.New(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -128,12 +130,24 @@ func New(ctx context.Context) (*Harness, error) {
 	}
 	run := randomID()
 	h := &Harness{Engine: eng, run: run, netName: "qdrant-testbed-" + run}
-	h.network, err = eng.CreateNetwork(ctx, h.netName, h.labels())
-	if err != nil {
+	if _, err := h.CreateNetwork(ctx, h.netName); err != nil {
 		eng.Close()
 		return nil, err
 	}
 	return h, nil
+}
+
+// CreateNetwork creates a bridge network labelled as the run's (New makes the run's own; a test may add others)
+// and returns its id; Close removes it.
+func (h *Harness) CreateNetwork(ctx context.Context, name string) (string, error) {
+	id, err := h.Engine.CreateNetwork(ctx, name, h.labels())
+	if err != nil {
+		return "", err
+	}
+	h.mu.Lock()
+	h.networks = append(h.networks, id)
+	h.mu.Unlock()
+	return id, nil
 }
 
 // Network is the name of the run's Docker network.
@@ -145,8 +159,8 @@ func (h *Harness) labels() map[string]string {
 
 // Sweep removes objects carrying Label. With all=false it removes only those whose creating process is gone (a
 // crashed run); with all=true everything (make demo-down, make clean-testbed).
-func Sweep(ctx context.Context, eng *qdrantctl.Engine, all bool) error {
-	stale := func(l qdrantctl.Labelled) bool {
+func Sweep(ctx context.Context, eng *dockerbed.Engine, all bool) error {
+	stale := func(l dockerbed.Labelled) bool {
 		if all {
 			return true
 		}
@@ -225,7 +239,7 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
-// Close removes every container and the network of this run (found by the run's label, so containers a rotation
+// Close removes every container and the networks of this run (found by the run's label, so containers a rotation
 // recreated under new ids go too), and closes the Engine connection.
 func (h *Harness) Close(ctx context.Context) error {
 	containers, err := h.Engine.Containers(ctx, Label+"="+h.run)
@@ -233,7 +247,12 @@ func (h *Harness) Close(ctx context.Context) error {
 	for _, c := range containers {
 		errs = append(errs, h.Engine.RemoveContainer(ctx, c.ID))
 	}
-	errs = append(errs, h.Engine.RemoveNetwork(ctx, h.network))
+	h.mu.Lock()
+	for _, id := range h.networks {
+		errs = append(errs, h.Engine.RemoveNetwork(ctx, id))
+	}
+	h.networks = nil
+	h.mu.Unlock()
 	errs = append(errs, h.Engine.Close())
 	h.mu.Lock()
 	if h.hostDir != "" {
@@ -308,7 +327,7 @@ func (h *Harness) Create(ctx context.Context, spec NodeSpec) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	id, err := h.Engine.CreateContainer(ctx, qdrantctl.ContainerSpec{
+	id, err := h.Engine.CreateContainer(ctx, dockerbed.ContainerSpec{
 		Name: name, Image: spec.Image, Env: spec.Env, Cmd: spec.Args, Labels: h.labels(), User: spec.User,
 		Network: h.netName, Aliases: []string{name}, Publish: []int{RESTPort}, Binds: binds,
 	})
@@ -444,22 +463,19 @@ func (n *Node) WaitAnswering(ctx context.Context, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	client := probeClient()
-	for {
+	return wait.For(ctx, "node "+n.Name+" to answer on "+n.URL, bound, wait.Interval, func() (bool, error) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n.URL+"/", nil)
-		if resp, err := client.Do(req); err == nil {
+		resp, err := client.Do(req)
+		if err == nil {
 			resp.Body.Close()
-			return nil
+			return true, nil
 		}
-		if running, err := n.h.Engine.Running(ctx, n.ID); err == nil && !running {
+		if info, ierr := n.h.Engine.Inspect(ctx, n.ID); ierr == nil && !info.Running {
 			logs, _ := n.Logs(context.Background())
-			return fmt.Errorf("node %s exited before answering:\n%s", n.Name, logs)
+			return false, wait.Abort(fmt.Errorf("node %s exited before answering:\n%s", n.Name, logs))
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("node %s did not answer on %s within %s", n.Name, n.URL, bound)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		return false, err
+	})
 }
 
 // URLOf returns the REST URL of a container by name, looking up its published port now (a recreated container gets

@@ -62,6 +62,8 @@ func writeStorageError(w http.ResponseWriter, start time.Time, err error) {
 	var fb *forbidden
 	var bi *badInput
 	var nf *notFound
+	var br *badRequest
+	var to *timedOut
 	switch {
 	case errors.As(err, &fb):
 		writeError(w, http.StatusForbidden, start, fb.Error())
@@ -69,10 +71,24 @@ func writeStorageError(w http.ResponseWriter, start time.Time, err error) {
 		writeError(w, http.StatusBadRequest, start, bi.Error())
 	case errors.As(err, &nf):
 		writeError(w, http.StatusNotFound, start, nf.Error())
+	case errors.As(err, &br):
+		writeError(w, http.StatusBadRequest, start, br.Error())
+	case errors.As(err, &to):
+		writeError(w, http.StatusRequestTimeout, start, to.Error())
 	default:
 		writeError(w, http.StatusInternalServerError, start, "Service internal error: "+err.Error())
 	}
 }
+
+// badRequest is StorageError::BadRequest (400 "Bad request: ...").
+type badRequest struct{ description string }
+
+func (b *badRequest) Error() string { return "Bad request: " + b.description }
+
+// timedOut is StorageError::Timeout (408 "Timeout: ...").
+type timedOut struct{ description string }
+
+func (t *timedOut) Error() string { return "Timeout: " + t.description }
 
 // notFound is StorageError::NotFound.
 type notFound struct{ description string }

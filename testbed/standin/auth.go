@@ -90,27 +90,48 @@ func ctEq(a []byte, b string) bool {
 	return a != nil && subtle.ConstantTimeCompare(a, []byte(b)) == 1
 }
 
-// validate is AuthKeys::validate_request.
+// Qdrant's AuthType names, as the audit log writes them.
+const (
+	authTypeAPIKey = "ApiKey"
+	authTypeJWT    = "Jwt"
+	authTypeNone   = "None"
+)
+
+// credential is what an accepted request authenticated as: its access, how it authenticated and the JWT's
+// subject claim (audit log only).
+type credential struct {
+	access   access
+	authType string
+	subject  *string
+}
+
+// validate is AuthKeys::validate_request reduced to the access it grants.
 func (k *authKeys) validate(h http.Header, now time.Time) (access, *authError) {
+	c, err := k.authenticate(h, now)
+	return c.access, err
+}
+
+// authenticate is AuthKeys::validate_request.
+func (k *authKeys) authenticate(h http.Header, now time.Time) (credential, *authError) {
 	key, ok := extractKey(h)
 	if !ok {
-		return access{}, &authError{http.StatusUnauthorized, msgNoCredential}
+		return credential{}, &authError{http.StatusUnauthorized, msgNoCredential}
 	}
 	// Both read-write keys are compared (no short circuit), then the read-only key.
 	rw := ctEq(k.readWrite, key)
 	alt := ctEq(k.altReadWrite, key)
 	if rw || alt {
-		return fullAccess(), nil
+		return credential{access: fullAccess(), authType: authTypeAPIKey}, nil
 	}
 	if ctEq(k.readOnly, key) {
-		return readOnlyAccess(), nil
+		return credential{access: readOnlyAccess(), authType: authTypeAPIKey}, nil
 	}
 	var firstErr *authError
 	for _, sec := range k.jwtSecrets {
 		r := decodeJWT(key, sec, now)
 		switch r.kind {
 		case jwtValid:
-			return r.access, nil
+			return credential{access: r.access, authType: authTypeJWT, subject: r.subject}, nil
 		case jwtRejected:
 			if firstErr == nil {
 				firstErr = &authError{r.status, r.msg}
@@ -118,7 +139,15 @@ func (k *authKeys) validate(h http.Header, now time.Time) (access, *authError) {
 		}
 	}
 	if firstErr != nil {
-		return access{}, firstErr
+		return credential{}, firstErr
 	}
-	return access{}, &authError{http.StatusUnauthorized, msgInvalidKey}
+	return credential{}, &authError{http.StatusUnauthorized, msgInvalidKey}
+}
+
+// auditText is the AuthError as the audit log writes it: "Unauthorized: <msg>" or "Forbidden: <msg>".
+func (e *authError) auditText() string {
+	if e.status == http.StatusForbidden {
+		return "Forbidden: " + e.msg
+	}
+	return "Unauthorized: " + e.msg
 }

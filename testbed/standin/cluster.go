@@ -170,8 +170,10 @@ type clusterNode struct {
 	log           *slog.Logger
 	store         *store
 	dir           string
-	outKey        string    // this peer's primary api_key, sent on every internal call ("" = none)
-	inKeys        *authKeys // checks incoming internal calls; nil unless enforce_internal_auth and a key is set
+	outKey        string       // this peer's primary api_key, sent on every internal call ("" = none)
+	inKeys        *authKeys    // checks incoming internal calls; nil unless enforce_internal_auth and a key is set
+	auditCfg      *AuditConfig // nil when the configuration has no audit section
+	audit         *auditLog    // this peer's audit log, read by the other peers; nil unless audit.enabled
 	now           func() time.Time
 	client        *http.Client
 	transferDelay time.Duration
@@ -214,6 +216,7 @@ type clusterOptions struct {
 	log       *slog.Logger
 	now       func() time.Time
 	knobs     faultKnobs
+	audit     *auditLog // nil unless audit.enabled
 }
 
 // startCluster loads or creates this peer's identity and cluster state, serves the internal API, joins the
@@ -227,7 +230,7 @@ func startCluster(ctx context.Context, o clusterOptions) (*clusterNode, error) {
 		p.PeerID = randomPeerID()
 	}
 	n := &clusterNode{
-		id: p.PeerID, log: o.log, store: o.store, dir: o.dir, now: o.now,
+		id: p.PeerID, log: o.log, store: o.store, dir: o.dir, now: o.now, auditCfg: o.cfg.Audit, audit: o.audit,
 		client:        &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, IdleConnTimeout: 30 * time.Second}},
 		transferDelay: o.knobs.transferDelay,
 		defaultRF:     uint32(o.cfg.Storage.ReplicationFactor),

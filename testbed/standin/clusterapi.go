@@ -543,7 +543,7 @@ func (s *server) collectionExists(name string) bool {
 func (s *server) handleCollectionCluster(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	name := r.PathValue("name")
-	if err := accessFrom(r).checkCollection(name, requirements{extras: true}); err != nil {
+	if err := s.checkCollection(r, "get_collection_cluster", name, requirements{extras: true}); err != nil {
 		writeStorageError(w, start, err)
 		return
 	}

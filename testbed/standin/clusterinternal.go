@@ -28,6 +28,8 @@ import (
 //	                              asks the source to push its replica; the source sends it to the target's
 //	                              /internal/transfer/receive with the source's key (Qdrant's stream_records)
 //	POST /internal/transfer/receive {"collection","gen","shard","from","points"} -> {}: merge a pushed shard
+//	POST /internal/audit/logs     {"time_from","time_to","filters","limit"} -> {"entries"}: this peer's audit
+//	                              entries, newest first (Qdrant's GetAuditLog)
 //
 // Errors other than auth are JSON {"error","code"}; auth failures are plain text like the REST API.
 
@@ -49,6 +51,7 @@ func (n *clusterNode) listen(cfg *Config) error {
 	n.mux.HandleFunc("POST /internal/points/shard", n.handleShardPoints)
 	n.mux.HandleFunc("POST /internal/transfer/push", n.handleTransferPush)
 	n.mux.HandleFunc("POST /internal/transfer/receive", n.handleTransferReceive)
+	n.mux.HandleFunc("POST /internal/audit/logs", n.handleInternalAuditLogs)
 	n.hs = &http.Server{Handler: n, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second,
 		ErrorLog: slog.NewLogLogger(n.log.Handler(), slog.LevelWarn)}
 	go func() { _ = n.hs.Serve(ln) }()

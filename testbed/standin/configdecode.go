@@ -15,7 +15,8 @@ type Config struct {
 	Service           ServiceConfig
 	Storage           StorageConfig
 	Cluster           ClusterConfig
-	TLS               *TLSConfig // nil when the tls section is null
+	TLS               *TLSConfig   // nil when the tls section is null
+	Audit             *AuditConfig // nil when the audit section is absent or null (Qdrant's default)
 }
 
 // ServiceConfig mirrors the used keys of Qdrant's ServiceConfig. Pointer fields are Option<...> in Qdrant.
@@ -58,6 +59,21 @@ type TLSConfig struct {
 	Key     string
 	CACert  *string
 	CertTTL *uint64
+}
+
+// AuditConfig is Qdrant's AuditConfig (audit.*, qdrant.md §11b). Every field has a default, so an audit section
+// holding only enabled (QDRANT__AUDIT__ENABLED=true) is complete.
+type AuditConfig struct {
+	Enabled bool
+	// Dir is where the audit files are written, relative to the working directory (default ./storage/audit).
+	Dir string
+	// Hourly is rotation: hourly; false is rotation: daily (the default).
+	Hourly bool
+	// MaxLogFiles is how many audit files are kept (default 7; 0 counts as 1).
+	MaxLogFiles           uint64
+	TrustForwardedHeaders bool
+	// LogAPI adds the request path to the entries of access checks (default true).
+	LogAPI bool
 }
 
 // nonEmpty returns the key if it is set and not empty (empty keys are treated as unset).
@@ -165,10 +181,52 @@ func decodeConfig(tree map[string]any) (*Config, error) {
 			c.TLS = t
 		}
 	}
+	if v, ok := lookupPath(tree, "audit"); ok && v != nil {
+		c.Audit, e = d.audit(v)
+		first(e)
+	}
 	if err != nil {
 		return nil, err
 	}
 	return c, nil
+}
+
+// audit decodes the audit section with the serde defaults of Qdrant's AuditConfig.
+func (d decoder) audit(v any) (*AuditConfig, error) {
+	if _, isMap := v.(map[string]any); !isMap {
+		return nil, typeError("audit", v, "struct AuditConfig")
+	}
+	a := &AuditConfig{}
+	var err error
+	first := func(e error) {
+		if err == nil && e != nil {
+			err = e
+		}
+	}
+	var e error
+	a.Enabled, e = d.boolDefault("audit.enabled", false)
+	first(e)
+	a.Dir, e = d.stringDefault("audit.dir", "./storage/audit")
+	first(e)
+	rotation, e := d.stringDefault("audit.rotation", "daily")
+	first(e)
+	switch rotation {
+	case "daily":
+	case "hourly":
+		a.Hourly = true
+	default:
+		first(fmt.Errorf("unknown variant `%s`, expected `daily` or `hourly` for key `audit.rotation`", rotation))
+	}
+	a.MaxLogFiles = 7
+	if raw, ok := d.get("audit.max_log_files"); ok {
+		a.MaxLogFiles, e = toUint("audit.max_log_files", raw, math.MaxInt64, "usize")
+		first(e)
+	}
+	a.TrustForwardedHeaders, e = d.boolDefault("audit.trust_forwarded_headers", false)
+	first(e)
+	a.LogAPI, e = d.boolDefault("audit.log_api", true)
+	first(e)
+	return a, err
 }
 
 // warnings returns the startup warnings Qdrant logs for this configuration (Settings::validate_and_warn).
@@ -225,6 +283,14 @@ func (d decoder) reqString(key string) (string, error) {
 	v, ok := d.get(key)
 	if !ok {
 		return "", missingField(key)
+	}
+	return toString(key, v)
+}
+
+func (d decoder) stringDefault(key, def string) (string, error) {
+	v, ok := d.get(key)
+	if !ok {
+		return def, nil
 	}
 	return toString(key, v)
 }

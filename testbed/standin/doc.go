@@ -1,8 +1,8 @@
 // Package standin is a small program that behaves like Qdrant v1.19 (REST only, no gRPC) wherever a key-rotation
 // tool touches it: layered configuration (built-in defaults, config/config, config/$RUN_MODE, config/local,
 // --config-path, QDRANT__* environment variables), API-key and JWT authentication, the auth whitelist, health
-// endpoints, a subset of the collections and points API with Qdrant's envelopes, and durable storage in an
-// append-only operation log under storage.storage_path. It runs as a single node, or as a peer of a cluster
+// endpoints, a subset of the collections and points API with Qdrant's envelopes, the audit log with POST
+// /audit/logs, and durable storage in an append-only operation log under storage.storage_path. It runs as a single node, or as a peer of a cluster
 // (cluster.enabled, below). The facts it follows are in shared/specs/qdrant.md.
 //
 // # Configuration layers
@@ -23,6 +23,41 @@
 // another user (as Qdrant's -unprivileged variant or Helm's runAsUser 1000 do) the node needs a storage folder
 // that user can write: a volume or bind mount it owns (the container harness bind-mounts one it chowns).
 //
+// # Audit log
+//
+// The audit section (qdrant.md §11b) is absent by default, as in Qdrant. audit: {enabled, dir (./storage/audit,
+// relative to the working directory), rotation daily|hourly, max_log_files (7), trust_forwarded_headers (false),
+// log_api (true)} comes from the files and the environment like every key (QDRANT__AUDIT__ENABLED=true). When
+// enabled, the folder is created and the file of the current period opened at start (failure: exit 101 with
+// Qdrant's panic text); entries go one JSON object per line to audit.YYYY-MM-DD.log or audit.YYYY-MM-DD-HH.log
+// (UTC), written synchronously; at start and at each new file the oldest audit* files are removed so that
+// max_log_files remain (tracing-appender 0.2.5; ordered by modification time here, by creation time there).
+// Timestamps and rotation follow the injectable clock (Options.Now).
+//
+//   - A request the auth middleware refuses: {timestamp, api: the normalised path, auth_type "None", remote,
+//     tracing_id, result "denied", error "Unauthorized: <text>" or "Forbidden: <text>"}.
+//   - Each access check inside a handler: method (Qdrant's operation name: list_collections, get_collection,
+//     collection_exists, create_collection and delete_collection (no collection field), upsert_points, retrieve,
+//     count, scroll, get_collection_cluster, cluster_status, get_audit_logs), api (the path, when log_api and keys
+//     are configured), auth_type ApiKey | Jwt | None (no key configured), subject (the JWT's "subject" claim),
+//     collection, result ok | denied, error ("Forbidden: ...").
+//   - Not logged: exempt paths, /metrics, /telemetry, unknown routes with a valid key, CORS preflights, the
+//     internal API.
+//   - remote is the peer's IP without port; with trust_forwarded_headers the raw Forwarded, else X-Forwarded-For,
+//     header. tracing_id is the first of x-request-id, x-tracing-id, traceparent, cut to 256 bytes.
+//
+// POST /audit/logs?timeout=SECONDS (manage access, itself logged as get_audit_logs) takes {time_from, time_to
+// (RFC 3339; from inclusive, to exclusive), limit (1..10000, default 100; outside: 422 "Validation error in JSON
+// body: [limit: value N invalid, must be from 1 to 10000]"), filters {field: exact value}} and answers
+// {"result":{"entries":[...]},"status":"ok","time":...}, newest first. As Qdrant: a filter on a field that is not
+// one of method, api, auth_type, subject, remote, collection, tracing_id, result, error matches nothing (no error);
+// the query and body are checked before the access (read-only key: 403); no audit section is 400 "Bad request:
+// Audit logging is not configured", enabled: false is 400 "Bad request: Audit logging is not enabled". Files are
+// read newest first by name, a file whose name's period lies outside the time range is skipped, lines that are
+// not entries are skipped. In cluster mode every other peer's entries are read over the internal API (each call
+// bounded by timeout, default 60) and merged by timestamp; any peer failing fails the request (500 "Service
+// internal error: Failed to fetch audit logs from peer <id>: ...", 408 on timeout).
+//
 // # Cluster mode
 //
 // With cluster.enabled: true the stand-in is a peer of a cluster, faithful where a key rotation looks and where it
@@ -38,7 +73,7 @@
 //   - Internal API on cluster.p2p.port (default 6335), HTTP/JSON instead of gRPC, same host as service.host:
 //     GET /internal/health (exempt from auth, like Qdrant's HealthCheck), POST /internal/heartbeat,
 //     /internal/join, /internal/propose, /internal/points/upsert, /internal/points/shard, /internal/transfer/push,
-//     /internal/transfer/receive (see clusterinternal.go).
+//     /internal/transfer/receive, /internal/audit/logs (see clusterinternal.go).
 //     Every outgoing internal call carries "api-key: <this peer's service.api_key>" (the primary key only, never
 //     alt_api_key; none if api_key is unset or empty). With service.enforce_internal_auth: true the receiver
 //     checks it with the REST rule (api_key or alt_api_key, constant time; JWTs signed with them too) and answers
@@ -129,6 +164,7 @@
 //
 // 0 after SIGTERM (graceful drain of at most 30 s), 1 for configuration, storage, TLS, bind or bootstrap errors
 // (message on stderr prefixed "Error: "), 2 for unknown arguments or invalid knob values, 3 when a fault knob
-// refuses the start, 101 for an api_key that is not valid gRPC metadata in cluster mode (Qdrant panics), 130 on
+// refuses the start, 101 for an api_key that is not valid gRPC metadata in cluster mode or an enabled audit log
+// that cannot be opened (Qdrant panics), 130 on
 // SIGINT and 131 on SIGQUIT (immediate).
 package standin

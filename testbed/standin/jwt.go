@@ -27,10 +27,11 @@ const (
 
 // jwtResult is the outcome of decoding a token with one secret.
 type jwtResult struct {
-	kind   jwtKind
-	access access
-	status int    // for jwtRejected
-	msg    string // for jwtRejected
+	kind    jwtKind
+	access  access
+	subject *string // for jwtValid: the "subject" claim (audit log only)
+	status  int     // for jwtRejected
+	msg     string  // for jwtRejected
 }
 
 // decodeJWT follows Qdrant's JwtParser::decode over jsonwebtoken's decode, step by step:
@@ -77,7 +78,7 @@ func decodeJWT(token string, secret []byte, now time.Time) jwtResult {
 	if msg := claims.validationError(); msg != "" {
 		return jwtResult{kind: jwtRejected, status: http.StatusUnauthorized, msg: msg}
 	}
-	return jwtResult{kind: jwtValid, access: claims.access}
+	return jwtResult{kind: jwtValid, access: claims.access, subject: claims.subject}
 }
 
 // validHeader checks a decoded JOSE header like jsonwebtoken's Header: a JSON object whose alg is HS256 (other
@@ -110,8 +111,9 @@ func validHeader(b []byte) bool {
 }
 
 type claims struct {
-	exp    *uint64
-	access access
+	exp     *uint64
+	access  access
+	subject *string
 	// list entries as written, for validation
 	entries []claimEntry
 }
@@ -121,7 +123,8 @@ type claimEntry struct {
 	hasPayload bool
 }
 
-// parseClaims decodes Qdrant's Claims with serde's rules: sub and subject optional strings, exp an optional u64,
+// parseClaims decodes Qdrant's Claims with serde's rules: sub and subject optional strings (subject is kept for the
+// audit log), exp an optional u64,
 // access optional (absent = global manage), "r" | "m" | a list of {"collection","access":"r"|"rw"|"prw"}.
 // value_exists is accepted and ignored. Unknown fields are ignored.
 func parseClaims(b []byte) (*claims, bool) {
@@ -137,6 +140,13 @@ func parseClaims(b []byte) (*claims, bool) {
 		if raw, ok := m[k]; ok && !isNullOr(raw, '"') {
 			return nil, false
 		}
+	}
+	if raw, ok := m["subject"]; ok && !isNull(raw) {
+		var sub string
+		if err := json.Unmarshal(raw, &sub); err != nil {
+			return nil, false
+		}
+		c.subject = &sub
 	}
 	if raw, ok := m["exp"]; ok && !isNull(raw) {
 		n, err := strconv.ParseUint(string(bytes.TrimSpace(raw)), 10, 64)

@@ -29,7 +29,9 @@ const (
 	ExitRefused     = 3   // a fault knob refused the start
 	ExitInterrupted = 130 // SIGINT: immediate stop
 	ExitQuit        = 131 // SIGQUIT: immediate stop
-	ExitPanic       = 101 // a Rust panic: cluster mode with an api_key that is not valid gRPC metadata
+	// ExitPanic is a Rust panic: cluster mode with an api_key that is not valid gRPC metadata, or an enabled audit
+	// log that cannot be opened.
+	ExitPanic = 101
 )
 
 // shutdownTimeout bounds the graceful drain on SIGTERM (actix's default worker shutdown timeout).
@@ -45,7 +47,7 @@ type Options struct {
 	Stderr io.Writer // fatal errors
 	// Ready, if set, is called with the bound address once the server accepts connections.
 	Ready func(addr net.Addr)
-	// Now, if set, replaces time.Now (JWT expiry checks).
+	// Now, if set, replaces time.Now (JWT expiry checks, audit log timestamps and file rotation).
 	Now func() time.Time
 }
 
@@ -92,16 +94,32 @@ type server struct {
 	now      func() time.Time
 	cluster  *clusterNode // nil standalone
 	peerID   uint64       // this peer's id (GET /collections/{c}/cluster)
+	audit    *auditLog    // nil unless audit.enabled
 }
 
 type accessKey struct{}
 
-func accessFrom(r *http.Request) access {
-	if a, ok := r.Context().Value(accessKey{}).(access); ok {
+// reqAuth is Qdrant's per-request Auth: the access, how the request authenticated, and the request's metadata for
+// the audit log. api is set only for a request that passed the auth middleware (keys configured).
+type reqAuth struct {
+	access    access
+	authType  string
+	subject   *string
+	remote    *string
+	tracingID *string
+	api       *string
+}
+
+// authFrom returns the request's reqAuth, set by ServeHTTP.
+func authFrom(r *http.Request) *reqAuth {
+	if a, ok := r.Context().Value(accessKey{}).(*reqAuth); ok {
 		return a
 	}
-	return access{scoped: true} // unreachable: the middleware always sets it; deny by default
+	// unreachable: the middleware always sets it; deny by default
+	return &reqAuth{access: access{scoped: true}, authType: authTypeNone}
 }
+
+func accessFrom(r *http.Request) access { return authFrom(r).access }
 
 // newServer builds the HTTP handler for a configuration and an opened store.
 func newServer(cfg *Config, st *store, log *slog.Logger, now func() time.Time) *server {
@@ -148,20 +166,26 @@ func (s *server) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
 	}
 
 	r2, routed := s.normalize(r)
-	acc := fullAccess()
+	// Without keys every request has full access and authenticated as "None" (take_request_auth).
+	ra := &reqAuth{access: fullAccess(), authType: authTypeNone}
+	if s.audit != nil {
+		ra.remote, ra.tracingID = s.audit.clientAddress(r), tracingID(r.Header)
+	}
 	if s.keys != nil && !(routed && s.exempt[s.pattern(r2)]) {
-		a, aerr := s.keys.validate(r.Header, s.now())
+		c, aerr := s.keys.authenticate(r.Header, s.now())
 		if aerr != nil {
+			s.auditRefused(r2.URL.EscapedPath(), ra, aerr)
 			writeBare(w, aerr.status, aerr.msg)
 			return
 		}
-		acc = a
+		api := r2.URL.EscapedPath()
+		ra.access, ra.authType, ra.subject, ra.api = c.access, c.authType, c.subject, &api
 	}
 	if !routed {
 		writeBare(w, http.StatusNotFound, "")
 		return
 	}
-	s.mux.ServeHTTP(w, r2.WithContext(context.WithValue(r2.Context(), accessKey{}, acc)))
+	s.mux.ServeHTTP(w, r2.WithContext(context.WithValue(r2.Context(), accessKey{}, ra)))
 }
 
 // preflight answers a CORS preflight like actix-cors with any origin, method and header allowed.
@@ -181,7 +205,8 @@ func preflight(w http.ResponseWriter, r *http.Request, origin string, hasOrigin 
 }
 
 // normalize merges repeated slashes and trims trailing ones (actix NormalizePath::trim) and reports whether the
-// result matches a registered route. HEAD and paths with dot segments match no route.
+// result matches a registered route. HEAD and paths with dot segments match no route. The returned request's
+// escaped path is the normalized path (the path the auth middleware and the audit log see).
 func (s *server) normalize(r *http.Request) (*http.Request, bool) {
 	esc := r.URL.EscapedPath()
 	for strings.Contains(esc, "//") {
@@ -197,7 +222,7 @@ func (s *server) normalize(r *http.Request) (*http.Request, bool) {
 	u := *r.URL
 	dec, err := url.PathUnescape(esc)
 	if err != nil {
-		return r2, false
+		return r2, false // unreachable over HTTP: net/http refuses a request target with a bad escape
 	}
 	u.Path, u.RawPath = dec, esc
 	if u.EscapedPath() != esc {
@@ -307,6 +332,19 @@ func run(ctx context.Context, opts Options, cli cliArgs, cfg *Config, tree map[s
 		return ExitRefused
 	}
 
+	// Qdrant panics when an enabled audit log cannot be opened ("it may cause unlogged access to the data").
+	var audit *auditLog
+	if a := cfg.Audit; a != nil && a.Enabled {
+		var aerr error
+		if audit, aerr = openAuditLog(*a, resolvePath(opts.Dir, a.Dir), opts.Now, log); aerr != nil {
+			fmt.Fprintf(stderr, "thread 'main' panicked at src/main.rs:437:10:\n"+
+				"Audit logger must be initialized if audit logging is enabled: %v\n", aerr)
+			return ExitPanic
+		}
+		defer audit.close()
+		log.Info("Audit logging enabled, writing to "+a.Dir, "target", "storage::audit")
+	}
+
 	st, err := openStore(resolvePath(opts.Dir, cfg.Storage.StoragePath))
 	if err != nil {
 		fmt.Fprintf(stderr, "Error: %v\n", err)
@@ -336,7 +374,7 @@ func run(ctx context.Context, opts Options, cli cliArgs, cfg *Config, tree map[s
 		}
 		log.Info("Distributed mode is enabled", "target", "qdrant")
 		cn, err = startCluster(ctx, clusterOptions{cfg: cfg, dir: storageDir, uri: uri, bootstrap: bootstrap, store: st,
-			log: log, now: opts.Now, knobs: knobs})
+			log: log, now: opts.Now, knobs: knobs, audit: audit})
 		if errors.Is(err, errInvalidMetadataKey) {
 			fmt.Fprintf(stderr, "thread 'main' panicked at lib/api/src/grpc/transport_channel_pool.rs: %v: InvalidMetadataValue\n", err)
 			return ExitPanic
@@ -348,7 +386,7 @@ func run(ctx context.Context, opts Options, cli cliArgs, cfg *Config, tree map[s
 		defer cn.shutdown()
 	}
 	srv := newServer(cfg, st, log, opts.Now)
-	srv.cluster = cn
+	srv.cluster, srv.audit = cn, audit
 	if cn != nil {
 		srv.peerID = cn.id
 	} else if srv.peerID, err = peerIDFor(storageDir); err != nil {
@@ -513,7 +551,8 @@ func tlsConfig(cfg *Config, dir string, log *slog.Logger) (*tls.Config, error) {
 func serveMetrics(cfg *Config, srv *server, tc *tls.Config, port uint16, log *slog.Logger, errs chan<- error) (*http.Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
-		srv.handleMetrics(w, r.WithContext(context.WithValue(r.Context(), accessKey{}, fullAccess())))
+		srv.handleMetrics(w, r.WithContext(context.WithValue(r.Context(), accessKey{},
+			&reqAuth{access: fullAccess(), authType: authTypeNone})))
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { writeBare(w, http.StatusNotFound, "") })
 	addr := net.JoinHostPort(cfg.Service.Host, strconv.Itoa(int(port)))

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/testbed/syncbuf"
+	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
 // Server is a running Vault dev server: in memory, unsealed, KV v2 mounted at secret/.
@@ -126,7 +127,7 @@ func (s *Server) waitReady(ctx context.Context, bound time.Duration) error {
 	caRe := regexp.MustCompile(`VAULT_CACERT='([^']+)'`)
 	tlsOn := strings.HasPrefix(s.Addr, "https://")
 	client := http.DefaultClient
-	for {
+	return wait.For(ctx, "vault to be ready", bound, wait.Interval, func() (bool, error) {
 		out := s.out.String()
 		if s.UnsealKey == "" {
 			if m := unsealRe.FindStringSubmatch(out); m != nil {
@@ -137,30 +138,29 @@ func (s *Server) waitReady(ctx context.Context, bound time.Duration) error {
 			if m := caRe.FindStringSubmatch(out); m != nil {
 				pem, err := os.ReadFile(m[1])
 				if err != nil {
-					return fmt.Errorf("read the dev CA: %w", err)
+					return false, wait.Abort(fmt.Errorf("read the dev CA: %w", err))
 				}
 				pool := x509.NewCertPool()
 				pool.AppendCertsFromPEM(pem)
 				s.CACert, client = m[1], &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 			}
 		}
-		if s.UnsealKey != "" && (!tlsOn || s.CACert != "") {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
-			if resp, err := client.Do(req); err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return nil
-				}
-			}
-		}
 		select {
 		case <-s.done:
-			return errors.New("vault exited before it was ready")
-		case <-ctx.Done():
-			return fmt.Errorf("not ready within %s (banner seen: %v)", bound, s.UnsealKey != "")
-		case <-time.After(50 * time.Millisecond):
+			return false, wait.Abort(errors.New("vault exited before it was ready"))
+		default:
 		}
-	}
+		if s.UnsealKey == "" || (tlsOn && s.CACert == "") {
+			return false, errors.New("no banner yet")
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.Addr+"/v1/sys/health", nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, fmt.Errorf("sys/health answers %d", resp.StatusCode)
+	})
 }
 
 // Env returns the VAULT_ADDR and VAULT_TOKEN settings that point a client at this server.

@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/qdrantrotator/rotator/qdrantctl"
+	"github.com/qdrantrotator/rotator/testbed/dockerbed"
 	"github.com/qdrantrotator/rotator/testbed/harness"
 )
 
@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "image":
-		err = withEngine(ctx, func(eng *qdrantctl.Engine) error {
+		err = withEngine(ctx, func(eng *dockerbed.Engine) error {
 			tag, err := harness.BuildStandinImage(ctx, eng)
 			if err == nil {
 				fmt.Fprintln(stdout, tag)
@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return err
 		})
 	case "down":
-		err = withEngine(ctx, func(eng *qdrantctl.Engine) error { return harness.Sweep(ctx, eng, true) })
+		err = withEngine(ctx, func(eng *dockerbed.Engine) error { return harness.Sweep(ctx, eng, true) })
 	case "demo":
 		fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 		fs.SetOutput(stderr)
@@ -68,8 +68,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func withEngine(ctx context.Context, f func(*qdrantctl.Engine) error) error {
-	eng, err := qdrantctl.NewEngine(ctx)
+func withEngine(ctx context.Context, f func(*dockerbed.Engine) error) error {
+	eng, err := dockerbed.New(ctx)
 	if err != nil {
 		return err
 	}
