@@ -3,6 +3,7 @@ package rotation_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -344,5 +345,49 @@ func TestFrozenRotatorDoesNotPutItsReadOnlyKeyOverTheNextRotations(t *testing.T)
 		if !n.Running().ReadOnlyKey.Equal(ro.Key) {
 			t.Errorf("node %s does not run the current read-only key", n.Name())
 		}
+	}
+}
+
+// A rotator frozen past its lease while proving its named keys' JWT on the nodes, while others finish its rotation
+// and begin the next, must not publish its named keys over the next rotation's when it wakes: they would be JWTs
+// signed with a key the next rotation retires. The named keys' publish is fenced like the admin key's.
+func TestFrozenRotatorDoesNotPutItsNamedKeysOverTheNextRotations(t *testing.T) {
+	b := newRegBed(t, 2)
+	key := rotation.NamedKey{Name: "search", Collections: []string{"c"}, TTL: time.Hour}
+	withKeys := func(o *rotation.Options) { o.Keys = []rotation.NamedKey{key} }
+	last := b.nodes[len(b.nodes)-1]
+	var next string // the next rotation's id
+	takeover := func() {
+		b.clock.Add(2 * time.Hour)
+		if _, err := b.rotator("second", nil, nil, withKeys).Rotate(context.Background(), rotation.Request{}); err != nil {
+			t.Errorf("the second rotator: %v", err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		stopAfterKeys := func(o *rotation.Options) {
+			withKeys(o)
+			o.Checkpoint = func(p string) {
+				if p == "keys published" {
+					cancel()
+				}
+			}
+		}
+		rep, _ := b.rotator("third", nil, nil, stopAfterKeys).Rotate(ctx, rotation.Request{})
+		next = rep.RotationID
+	}
+	wrap := func(n *rotationtest.Node) rotation.Node {
+		if n != last {
+			return n
+		}
+		return &pausingNode{Node: n, pause: takeover, at: func(k rotation.Key) bool {
+			return b.journal().Phase == rotation.PhasePublishing && strings.Count(k.Reveal(), ".") == 2 // the sample JWT
+		}}
+	}
+	_, err := b.rotator("frozen", nil, wrap, withKeys).Rotate(context.Background(), rotation.Request{})
+	if !errors.Is(err, rotation.ErrLeaseLost) {
+		t.Fatalf("the frozen rotator ended with %v, want ErrLeaseLost", err)
+	}
+	rec, err := b.store.ReadCurrent(context.Background(), mcDeployment, key.Slot())
+	if err != nil || next == "" || rec.RotationID != next {
+		t.Fatalf("the named key is of rotation %s, want the next rotation's %s (%v)", rec.RotationID, next, err)
 	}
 }

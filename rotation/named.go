@@ -76,11 +76,23 @@ const remintWorkers = 16
 // published (a rerun after a crash) are left alone. It returns how many it published.
 func (r *Rotator) RemintKeys(ctx context.Context, signing Key, rotationID string) (int, error) {
 	now := r.now()
-	if i := slices.IndexFunc(r.opt.Keys, func(k NamedKey) bool { return !k.Full }); i >= 0 {
-		if err := r.proveJWT(ctx, signing, r.opt.Keys[i], now); err != nil {
-			return 0, err
-		}
+	if err := r.proveKeys(ctx, signing, now); err != nil {
+		return 0, err
 	}
+	return r.publishKeys(ctx, signing, rotationID, now)
+}
+
+// proveKeys proves on every node that the named keys' JWTs, signed with signing, are accepted (one sample).
+func (r *Rotator) proveKeys(ctx context.Context, signing Key, now time.Time) error {
+	if i := slices.IndexFunc(r.opt.Keys, func(k NamedKey) bool { return !k.Full }); i >= 0 {
+		return r.proveJWT(ctx, signing, r.opt.Keys[i], now)
+	}
+	return nil
+}
+
+// publishKeys publishes every named key for the admin key signing, remintWorkers at a time, and returns how many it
+// wrote (keys this rotation already published are left alone).
+func (r *Rotator) publishKeys(ctx context.Context, signing Key, rotationID string, now time.Time) (int, error) {
 	jobs := make(chan NamedKey)
 	var mu sync.Mutex
 	var errs []error

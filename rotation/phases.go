@@ -171,7 +171,16 @@ func (h *holder) publish(ctx context.Context) error {
 		}
 	}
 	if len(h.opt.Keys) > 0 {
-		n, err := h.RemintKeys(ctx, j.PendingKey, j.RotationID)
+		// Proved, then fenced as every publish: a rotator frozen during the proof, while others finished this
+		// rotation and began the next, would put JWTs signed with a key they retire over theirs.
+		now := h.now()
+		if err := h.proveKeys(ctx, j.PendingKey, now); err != nil {
+			return fmt.Errorf("publish named keys: %w", err)
+		}
+		if err := h.fence(ctx); err != nil {
+			return fmt.Errorf("publish named keys: %w", err)
+		}
+		n, err := h.publishKeys(ctx, j.PendingKey, j.RotationID, now)
 		if err != nil {
 			return fmt.Errorf("publish named keys: %w", err)
 		}
