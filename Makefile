@@ -4,6 +4,10 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 GO      ?= go
 # The vault binary: $VAULT_BIN, a vault >= 1.14 on PATH, or Vault v1.14.0 built once from the Go module proxy.
 ENSURE_VAULT := testbed/vault/ensure-vault.sh
+# The nginx binary for the network kit's tests: $NGINX_BIN, nginx on PATH, or Debian's nginx installed with apt-get.
+ENSURE_NGINX := testbed/nginx/ensure-nginx.sh
+# promtool for the alert rules' tests: $PROMTOOL_BIN, promtool on PATH, or Debian's prometheus installed with apt-get.
+ENSURE_PROMTOOL := testbed/prometheus/ensure-promtool.sh
 
 .DEFAULT_GOAL := help
 
@@ -37,6 +41,8 @@ lint: ## gofmt and go vet
 test: lint ## run every test against the real Vault dev server and Docker Engine (fails if either is unusable)
 	@docker version >/dev/null || { echo "make test: the Docker Engine is required and does not answer"; exit 1; }
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
+	  NGINX_BIN=$$($(ENSURE_NGINX)) && export NGINX_BIN && \
+	  PROMTOOL_BIN=$$($(ENSURE_PROMTOOL)) && export PROMTOOL_BIN && \
 	  $(GO) test -count=1 -timeout 40m ./...
 	@# The time-dependent tests again with their clock years ahead: none may depend on today's date.
 	ROTATOR_TEST_EPOCH=2031-07-01T03:00:00Z $(GO) test -count=1 ./rotation/

@@ -34,6 +34,8 @@ type Daemon struct {
 	} `yaml:"tls"`
 	// PollInterval is how often each deployment's state is read from Vault (default 30s).
 	PollInterval Duration `yaml:"poll_interval"`
+	// AuditInterval is how often the daemon runs the security review (`rotator audit`; default 1h).
+	AuditInterval Duration `yaml:"audit_interval"`
 	// Tokens are the API's bearer tokens; several may be valid at once, so a token can itself be rotated.
 	Tokens []APIToken `yaml:"tokens"`
 	// Webhooks receive every audit event, signed.
@@ -273,6 +275,9 @@ func (c *Config) defaultsUnset() {
 	}
 	if c.Daemon.PollInterval == 0 {
 		c.Daemon.PollInterval = Duration(30 * time.Second)
+	}
+	if c.Daemon.AuditInterval == 0 {
+		c.Daemon.AuditInterval = Duration(time.Hour)
 	}
 	for i := range c.Deployments {
 		d := &c.Deployments[i]

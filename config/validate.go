@@ -122,6 +122,9 @@ func (d Daemon) check(bad reporter) {
 	if d.PollInterval.Std() < 100*time.Millisecond {
 		bad("daemon.poll_interval", "%s is shorter than 100ms", d.PollInterval.Std())
 	}
+	if d.AuditInterval.Std() < time.Minute {
+		bad("daemon.audit_interval", "%s is shorter than 1m (each audit probes every node and reads Vault)", d.AuditInterval.Std())
+	}
 	if _, port, err := net.SplitHostPort(d.Listen); err != nil || port == "" {
 		bad("daemon.listen", "%q: want host:port (like 127.0.0.1:8080)", d.Listen)
 	}

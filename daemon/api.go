@@ -25,6 +25,8 @@ type Options struct {
 	// Ready reports whether the daemon can work (Vault reachable, unsealed, its token able to act); /readyz answers
 	// 503 while it errs. A *NotReadyError names the reason class /readyz shows; the error itself is only logged.
 	Ready func(context.Context) error
+	// Findings are the last security review's findings (GET /v1/audit); nil: no review has run.
+	Findings *Findings
 	// Logger records readiness changes (with the error's detail) and token sources that cannot be read.
 	Logger *slog.Logger
 }
@@ -46,6 +48,7 @@ func (e *NotReadyError) Unwrap() error { return e.Err }
 //	POST /v1/deployments/{name}/rotations  {"emergency":bool,"dry_run":bool} -> 202 + Location, 409, 404, 400 (admin)
 //	GET  /v1/rotations/{id}                progress, timings, outcome (read)
 //	GET  /v1/deployments                   fingerprints and ages, last outcome, next run (read)
+//	GET  /v1/audit                         the last security review's findings (read)
 //	GET  /metrics                          Prometheus (read)
 //	GET  /healthz, /readyz                 no token
 //
@@ -59,6 +62,7 @@ func NewHandler(o Options) http.Handler {
 	mux.HandleFunc("POST /v1/deployments/{name}/rotations", a.auth(roleAdmin, a.startRotation))
 	mux.HandleFunc("GET /v1/rotations/{id}", a.auth(roleRead, a.getRotation))
 	mux.HandleFunc("GET /v1/deployments", a.auth(roleRead, a.deployments))
+	mux.HandleFunc("GET /v1/audit", a.auth(roleRead, a.audit))
 	mux.Handle("GET /metrics", a.auth(roleRead, o.Metrics.ServeHTTP))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

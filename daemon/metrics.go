@@ -105,6 +105,7 @@ type stateCollector struct {
 
 var (
 	keyAgeDesc = prometheus.NewDesc("rotator_key_age_seconds", "Age of the deployment's current credential in Vault, by slot.", []string{"deployment", "slot"}, nil)
+	maxAgeDesc = prometheus.NewDesc("rotator_key_max_age_seconds", "The deployment's max_age: a key older than this is due (only for deployments with one).", []string{"deployment"}, nil)
 	leaseDesc  = prometheus.NewDesc("rotator_lease_held", "1 while this daemon holds the deployment's lease (runs its rotation).", []string{"deployment"}, nil)
 	openDesc   = prometheus.NewDesc("rotator_node_open", "1 when the node accepted a key never issued at its last check (it serves every request), else 0.", []string{"deployment", "node"}, nil)
 	expiryDesc = prometheus.NewDesc("rotator_named_key_expiry_timestamp_seconds", "When the JWT a named key's consumers read expires (Unix time).", []string{"deployment", "key"}, nil)
@@ -112,6 +113,7 @@ var (
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- keyAgeDesc
+	ch <- maxAgeDesc
 	ch <- leaseDesc
 	ch <- openDesc
 	ch <- expiryDesc
@@ -134,6 +136,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		if !v.Status.ReadOnlySince.IsZero() {
 			ch <- prometheus.MustNewConstMetric(keyAgeDesc, prometheus.GaugeValue, now.Sub(v.Status.ReadOnlySince).Seconds(), v.Name, string(rotation.SlotReadOnly))
 		}
+		if v.MaxAge > 0 {
+			ch <- prometheus.MustNewConstMetric(maxAgeDesc, prometheus.GaugeValue, v.MaxAge.Seconds(), v.Name)
+		}
 		held := 0.0
 		if v.Running != "" {
 			held = 1
@@ -151,5 +156,25 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(expiryDesc, prometheus.GaugeValue, float64(k.Expires.Unix()), v.Name, k.Name)
 			}
 		}
+	}
+}
+
+var auditDesc = prometheus.NewDesc("rotator_audit_findings", "Findings of the last security review, by deployment (\"\" for the fleet), check and severity.", []string{"deployment", "check", "severity"}, nil)
+
+// WatchFindings exports the last security review's findings as rotator_audit_findings.
+func (x *Metrics) WatchFindings(f *Findings) { x.registry.MustRegister(findingsCollector{f}) }
+
+type findingsCollector struct{ f *Findings }
+
+func (c findingsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- auditDesc }
+
+func (c findingsCollector) Collect(ch chan<- prometheus.Metric) {
+	_, list, _ := c.f.Last()
+	count := map[[3]string]int{}
+	for _, f := range list {
+		count[[3]string{f.Deployment, f.Check, f.Severity.String()}]++
+	}
+	for k, n := range count {
+		ch <- prometheus.MustNewConstMetric(auditDesc, prometheus.GaugeValue, float64(n), k[0], k[1], k[2])
 	}
 }

@@ -175,6 +175,15 @@ type ContainerInfo struct {
 	User string
 	// Labels are the container's labels, image labels included.
 	Labels map[string]string
+	// Ports are the container's TCP ports published on the host (as running, else as configured).
+	Ports []PublishedPort
+}
+
+// PublishedPort is a container port published on a host address ("" or 0.0.0.0: every IPv4 address).
+type PublishedPort struct {
+	ContainerPort int
+	HostIP        string
+	HostPort      int
 }
 
 // MountInfo is one mount of a container.
@@ -201,6 +210,21 @@ func (e *Engine) Inspect(ctx context.Context, name string) (ContainerInfo, error
 	}
 	for _, m := range info.Mounts {
 		ci.Mounts = append(ci.Mounts, MountInfo{Type: string(m.Type), Name: m.Name, Source: m.Source, Destination: m.Destination})
+	}
+	ports := nat.PortMap(nil)
+	if info.NetworkSettings != nil && len(info.NetworkSettings.Ports) > 0 {
+		ports = info.NetworkSettings.Ports
+	} else if info.HostConfig != nil {
+		ports = info.HostConfig.PortBindings
+	}
+	for _, p := range slices.Sorted(maps.Keys(ports)) {
+		if p.Proto() != "tcp" {
+			continue
+		}
+		for _, b := range ports[p] {
+			hp, _ := strconv.Atoi(b.HostPort)
+			ci.Ports = append(ci.Ports, PublishedPort{ContainerPort: p.Int(), HostIP: b.HostIP, HostPort: hp})
+		}
 	}
 	return ci, nil
 }

@@ -320,6 +320,8 @@ type DeploymentView struct {
 	OpenNodes []string `json:"open_nodes,omitempty"`
 	// Checked is every node the last open check reached, open or not.
 	Checked map[string]bool `json:"-"`
+	// MaxAge is the schedule's max_age (0: none).
+	MaxAge time.Duration `json:"-"`
 }
 
 // Deployments describes every deployment, sorted by name (reading Vault for each).
@@ -332,6 +334,9 @@ func (m *Manager) Deployments(ctx context.Context) []DeploymentView {
 		m.mu.Lock()
 		d := m.deps[name]
 		v := DeploymentView{Name: name, Running: d.running, NextRun: d.nextRun, Keys: slices.Clone(d.keys), Checked: maps.Clone(d.open)}
+		if d.schedule != nil {
+			v.MaxAge = d.schedule.MaxAge()
+		}
 		for _, node := range slices.Sorted(maps.Keys(d.open)) {
 			if d.open[node] {
 				v.OpenNodes = append(v.OpenNodes, node)

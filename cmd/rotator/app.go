@@ -153,15 +153,12 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 		}
 		tlsCfg = c
 	}
-	nodes := make([]rotation.Node, 0, len(names))
-	for _, name := range names {
-		n, err := qdrantctl.NewNode(a.engine, qdrantctl.NodeOptions{
-			Container: name, Mode: qdrantctl.Mode(d.Mode), ConfigPath: d.ConfigPath, URL: d.URLs[name],
-			HTTPS: d.TLS != nil, TLS: tlsCfg, StopTimeout: d.StopTimeout.Std(),
-		})
-		if err != nil {
-			return nil, err
-		}
+	qnodes, err := a.nodes(d, names, tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+	nodes := make([]rotation.Node, 0, len(qnodes))
+	for _, n := range qnodes {
 		nodes = append(nodes, n)
 	}
 	var keys []rotation.NamedKey
@@ -184,6 +181,22 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: a.fp, Logger: a.logger, Observe: observe,
 		Checkpoint: a.crashHook(),
 	})
+}
+
+// nodes are the Qdrant nodes of a deployment's containers.
+func (a *app) nodes(d config.Deployment, names []string, tlsCfg *tls.Config) ([]*qdrantctl.Node, error) {
+	nodes := make([]*qdrantctl.Node, 0, len(names))
+	for _, name := range names {
+		n, err := qdrantctl.NewNode(a.engine, qdrantctl.NodeOptions{
+			Container: name, Mode: qdrantctl.Mode(d.Mode), ConfigPath: d.ConfigPath, URL: d.URLs[name],
+			HTTPS: d.TLS != nil, TLS: tlsCfg, StopTimeout: d.StopTimeout.Std(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
 }
 
 func (a *app) crashHook() func(string) {

@@ -33,6 +33,9 @@ func TestBadConfigsAndFlags(t *testing.T) {
 		{"bad mode", []string{"rotate", "--config", write("f.yml", strings.Replace(good, "env", "ssh", 1))}, `deployments[0] (prod).mode: "ssh": want env or file`},
 		{"check a bad file", []string{"check", "--config", write("i.yml", good+"    grace: -1s\n")}, "deployments[0] (prod).grace: -1s is negative"},
 		{"unknown deployment", []string{"rotate", "--config", write("h.yml", good), "--deployment", "staging"}, `no deployment "staging" in the config`},
+		{"bad --fail-on", []string{"audit", "--config", write("j.yml", good), "--fail-on", "critical"}, `--fail-on "critical": want low, medium or high`},
+		{"bad audit --output", []string{"audit", "--config", write("k.yml", good), "--output", "xml"}, `--output "xml": want text or json`},
+		{"audit_interval too short", []string{"check", "--config", write("l.yml", "daemon:\n  audit_interval: 10s\n"+good)}, "daemon.audit_interval: 10s is shorter than 1m"},
 		{"bad grace", []string{"rotate", "--config", write("g.yml", good+"    grace: later\n")}, `"later" is not a duration`},
 	}
 	var out, errOut bytes.Buffer

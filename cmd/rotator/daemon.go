@@ -39,6 +39,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	if listen == "" {
 		listen = d.Listen
 	}
+	a.cfg.Daemon.Listen = listen // the security review judges the address served
 
 	var webhooks []daemon.Webhook
 	for _, w := range d.Webhooks {
@@ -55,11 +56,13 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 		Finished: func(run rotation.Run) { audit.Finished(run); metrics.Finished(run) },
 	})
 	metrics = daemon.NewMetrics(mgr)
+	findings := &daemon.Findings{}
+	metrics.WatchFindings(findings)
 	if err := a.addDeployments(ctx, mgr); err != nil {
 		return err
 	}
 	handler := daemon.NewHandler(daemon.Options{
-		Manager: mgr, Tokens: daemon.NewTokens(a.tokenSources(env), 5*time.Second, logger), Metrics: metrics.Handler(), Logger: logger,
+		Manager: mgr, Tokens: daemon.NewTokens(a.tokenSources(env), 5*time.Second, logger), Metrics: metrics.Handler(), Findings: findings, Logger: logger,
 		Ready: func(ctx context.Context) error { return vaultReady(ctx, a.store, a.selected[0].Name) },
 	})
 	tlsCfg, err := a.apiTLS()
@@ -83,6 +86,9 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	session.Add(1)
 	go func() { defer session.Done(); a.store.KeepLoggedIn(runCtx, logger) }()
 	mgr.RunSchedules(d.PollInterval.Std())
+	var auditing sync.WaitGroup
+	auditing.Add(1)
+	go func() { defer auditing.Done(); a.auditEvery(runCtx, d.AuditInterval.Std(), findings, audit) }()
 	logger.Info("daemon started", "listen", ln.Addr().String(), "deployments", len(a.selected))
 
 	var failed error
@@ -99,9 +105,28 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	cancel()
 	stopRuns()
 	mgr.Wait()
+	auditing.Wait()
 	session.Wait()
 	logger.Info("stopped")
 	return failed
+}
+
+// auditEvery runs the security review at start and then every interval until ctx ends, keeping its findings for
+// GET /v1/audit and the metrics, and sending an audit event when they change.
+func (a *app) auditEvery(ctx context.Context, interval time.Duration, findings *daemon.Findings, events *daemon.Auditor) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		list := a.audit(ctx)
+		if at := time.Now(); ctx.Err() == nil && findings.Set(at, list) {
+			events.FindingsChanged(at, list)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 // addDeployments gives the manager a rotator, and its schedule if it has one, for each selected deployment.

@@ -85,6 +85,7 @@ func TestDaemonAPI(t *testing.T) {
 		{"unknown rotation", http.MethodGet, "/v1/rotations/run-x", admin, "", 404},
 		{"healthz without token", http.MethodGet, "/healthz", "", "", 200},
 		{"readyz without token", http.MethodGet, "/readyz", "", "", 200},
+		{"no token on audit", http.MethodGet, "/v1/audit", "", "", 401},
 	} {
 		if code, _ := d.request(t, c.method, c.path, c.token, c.body, &e); code != c.want {
 			t.Errorf("%s: HTTP %d, want %d (%s)", c.name, code, c.want, e.Error)
@@ -130,6 +131,26 @@ func TestDaemonAPI(t *testing.T) {
 	if !strings.Contains(deps, cur.Fingerprint) || !strings.Contains(deps, `"last_outcome": "completed"`) {
 		t.Errorf("GET /v1/deployments lacks the fingerprint or the outcome:\n%s", deps)
 	}
+	// The security review ran at start: its findings at GET /v1/audit (read token) and in the metrics.
+	var review struct {
+		AuditedAt time.Time `json:"audited_at"`
+		Findings  []struct {
+			Node, Check, Severity string
+		} `json:"findings"`
+	}
+	wait.Until(t, "the daemon's first security review", 30*time.Second, func() (bool, error) {
+		code, _ := d.request(t, http.MethodGet, "/v1/audit", reader, "", &review)
+		return code == 200 && !review.AuditedAt.IsZero(), fmt.Errorf("GET /v1/audit: HTTP %d, audited_at %v", code, review.AuditedAt)
+	})
+	envKeys := 0
+	for _, x := range review.Findings {
+		if x.Check == "keys_in_environment" && x.Severity == "medium" {
+			envKeys++
+		}
+	}
+	if envKeys != 2 {
+		t.Errorf("GET /v1/audit: %d keys_in_environment findings, want 2 (one per env-mode node): %+v", envKeys, review.Findings)
+	}
 	var metrics string
 	d.request(t, http.MethodGet, "/metrics", reader, "", &metrics)
 	for _, want := range []string{
@@ -139,6 +160,7 @@ func TestDaemonAPI(t *testing.T) {
 		`rotator_lease_held{deployment="e2e"} 0`,
 		`rotator_phase_duration_seconds_count{deployment="e2e",phase="grace"} 1`,
 		`rotator_last_success_timestamp_seconds{deployment="e2e"}`,
+		`rotator_audit_findings{check="keys_in_environment",deployment="e2e",severity="medium"} 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %s", want)
@@ -168,19 +190,22 @@ func TestDaemonAPI(t *testing.T) {
 		var ev daemon.AuditEvent
 		if json.Unmarshal(sc.Bytes(), &ev) == nil && ev.Event != "" {
 			kinds[ev.Event]++
+			if ev.Event == "audit_findings_changed" {
+				continue // the security review's, by the daemon
+			}
 			if ev.Actor != "api:ops" || ev.RunID != id {
 				t.Errorf("audit event %s: actor %q run %q", ev.Event, ev.Actor, ev.RunID)
 			}
 		}
 	}
-	for k, n := range map[string]int{"minted": 1, "staged": 2, "published": 1, "promoted": 2, "retired": 1} {
+	for k, n := range map[string]int{"minted": 1, "staged": 2, "published": 1, "promoted": 2, "retired": 1, "audit_findings_changed": 1} {
 		if kinds[k] != n {
 			t.Errorf("log stream has %d %s events, want %d (all: %v)", kinds[k], k, n, kinds)
 		}
 	}
 	hookMu.Lock()
-	if len(hooks) != 7 || badSignatures != 0 {
-		t.Errorf("webhook got %d events (%d badly signed), want 7 signed", len(hooks), badSignatures)
+	if len(hooks) != 8 || badSignatures != 0 {
+		t.Errorf("webhook got %d events (%d badly signed), want 8 signed", len(hooks), badSignatures)
 	}
 	hookMu.Unlock()
 	f.mu.Lock()

@@ -33,18 +33,20 @@ import (
 const deployment = "e2e"
 
 type fixture struct {
-	t      testing.TB
-	mode   string
-	vault  *vaultdev.Server
-	h      *harness.Harness
-	store  *vaultsync.Store
-	k1     rotation.Key
-	r1     rotation.Key // the read-only key, with fixtureOpts.readOnly
-	names  []string
-	config string
-	dir    string // the config's folder
-	scheme string
-	client *http.Client
+	t     testing.TB
+	mode  string
+	vault *vaultdev.Server
+	h     *harness.Harness
+	store *vaultsync.Store
+	k1    rotation.Key
+	r1    rotation.Key // the read-only key, with fixtureOpts.readOnly
+	names []string
+	// restPorts are the nodes' fixed 127.0.0.1 REST ports (with fixedPorts).
+	restPorts []int
+	config    string
+	dir       string // the config's folder
+	scheme    string
+	client    *http.Client
 
 	mu      sync.Mutex
 	outputs bytes.Buffer // everything the rotator printed, for leak checks
@@ -74,6 +76,9 @@ type fixtureOpts struct {
 	readyTimeout string
 	// user runs the nodes as this user ("uid:gid"), their storage folders owned by it.
 	user string
+	// fixedPorts publishes each node's REST port on a fixed 127.0.0.1 port that stays across restarts and recreates
+	// (f.restPorts), as a proxy in front of the nodes needs.
+	fixedPorts bool
 	// fileMode is the mode of each node's local.yaml in file mode (default 0600), owned by root as an operator
 	// running the rotator as root would have written it.
 	fileMode os.FileMode
@@ -152,6 +157,10 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 		}
 		spec := harness.NodeSpec{Args: args, Name: name, Image: image, Env: append(append([]string(nil), nodeEnv...), o.env[i]...), Scheme: f.scheme,
 			Binds: append([]string{storage + ":/qdrant/storage"}, binds...), User: o.user}
+		if o.fixedPorts {
+			spec.RESTHostPort = freePort(t)
+			f.restPorts = append(f.restPorts, spec.RESTHostPort)
+		}
 		switch o.mode {
 		case "env":
 			spec.Env = append(spec.Env, "QDRANT__SERVICE__API_KEY="+f.k1.Reveal())

@@ -48,13 +48,16 @@ Commands:
   daemon    run the rotation daemon: schedules, HTTP API, metrics, audit events (--config FILE [--listen ADDR])
             rotate --server URL --token-file FILE --deployment NAME [--emergency] [--dry-run] asks a running
             daemon and follows the rotation until it ends
+  audit     review the fleet's security posture (--config FILE [--deployment NAME] [--output text|json]
+            [--fail-on low|medium|high], default high)
   check     validate a config file and print what it describes (--config FILE); contacts nothing
   version   print the version and exit
   help      print this help
 
 Exit codes: 0 ok, 1 error, 2 usage or config error, 3 locked by another rotator,
             4 drift (a node refuses Vault's current key), 5 rotation rolled back,
-            6 cluster not safe for a rolling restart.
+            6 cluster not safe for a rolling restart;
+            audit: 7, 8, 9 the worst finding at or above --fail-on is low, medium, high.
 `
 
 // run is the whole program; main only wires the process to it, so tests can call it in-process.
@@ -78,6 +81,8 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 		err = cmdStatus(ctx, args[1:], env, stdout, stderr, logger)
 	case "verify":
 		err = cmdVerify(ctx, args[1:], env, stdout, stderr, logger)
+	case "audit":
+		err = cmdAudit(ctx, args[1:], env, stdout, stderr, logger)
 	case "check":
 		err = cmdCheck(args[1:], stdout, stderr)
 	case "daemon":
@@ -95,7 +100,10 @@ func run(ctx context.Context, args []string, env func(string) string, stdout, st
 
 func exitCode(err error) int {
 	var ue usageError
+	var fe *findingsError
 	switch {
+	case errors.As(err, &fe):
+		return fe.exitCode()
 	case errors.As(err, &ue):
 		return exitUsage
 	case errors.Is(err, rotation.ErrLocked):

@@ -146,8 +146,12 @@ type ContainerSpec struct {
 	Labels  map[string]string
 	Network string   // network name or id to attach to
 	Aliases []string // DNS names on that network
-	// Publish lists container TCP ports to publish on 127.0.0.1, each on a port the engine picks.
+	// Publish lists container TCP ports to publish on 127.0.0.1, each on a port the engine picks unless HostPorts
+	// fixes it.
 	Publish []int
+	// HostPorts fixes the 127.0.0.1 port of a published container port (it then stays across restarts and
+	// recreates, where a port the engine picks may move).
+	HostPorts map[int]int
 	// Binds are bind mounts in Docker's "host:container[:options]" form.
 	Binds []string
 	// User is the user the container runs as ("uid" or "uid:gid"); empty keeps the image's.
@@ -161,7 +165,7 @@ func (e *Engine) CreateContainer(ctx context.Context, spec ContainerSpec) (strin
 	for _, p := range spec.Publish {
 		port := nat.Port(strconv.Itoa(p) + "/tcp")
 		exposed[port] = struct{}{}
-		bindings[port] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: "0"}}
+		bindings[port] = []nat.PortBinding{{HostIP: "127.0.0.1", HostPort: strconv.Itoa(spec.HostPorts[p])}}
 	}
 	cfg := &container.Config{Image: spec.Image, Env: spec.Env, Cmd: spec.Cmd, Labels: spec.Labels, ExposedPorts: exposed, User: spec.User}
 	host := &container.HostConfig{PortBindings: bindings, Binds: spec.Binds}

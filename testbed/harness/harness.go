@@ -287,6 +287,9 @@ type NodeSpec struct {
 	User string
 	// Scheme is "http" (default) or "https".
 	Scheme string
+	// RESTHostPort fixes the 127.0.0.1 port REST is published on (0: the engine picks one, which may move when the
+	// container restarts). A proxy in front of the nodes needs it fixed.
+	RESTHostPort int
 }
 
 // HostFile is a file of NodeSpec.HostFiles.
@@ -329,7 +332,7 @@ func (h *Harness) Create(ctx context.Context, spec NodeSpec) (*Node, error) {
 	}
 	id, err := h.Engine.CreateContainer(ctx, dockerbed.ContainerSpec{
 		Name: name, Image: spec.Image, Env: spec.Env, Cmd: spec.Args, Labels: h.labels(), User: spec.User,
-		Network: h.netName, Aliases: []string{name}, Publish: []int{RESTPort}, Binds: binds,
+		Network: h.netName, Aliases: []string{name}, Publish: []int{RESTPort}, HostPorts: map[int]int{RESTPort: spec.RESTHostPort}, Binds: binds,
 	})
 	if err != nil {
 		return nil, err
