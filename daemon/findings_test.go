@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -31,17 +30,8 @@ func TestAuditRoute(t *testing.T) {
 	defer srv.Close()
 	get := func(path, token string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", srv.URL+path, nil)
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+		code, _, b := send(t, http.MethodGet, srv.URL+path, token, "")
+		return code, string(b)
 	}
 	if code, _ := get("/v1/audit", ""); code != http.StatusUnauthorized {
 		t.Fatalf("no token: %d, want 401", code)

@@ -51,21 +51,9 @@ func TestRoutes(t *testing.T) {
 	}
 	call := func(method, path, token, body string) answer {
 		t.Helper()
-		req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		a := answer{code: resp.StatusCode, header: resp.Header, body: string(b)}
-		if strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		code, header, b := send(t, method, srv.URL+path, token, body)
+		a := answer{code: code, header: header, body: string(b)}
+		if strings.HasPrefix(header.Get("Content-Type"), "application/json") {
 			if err := json.Unmarshal(b, &a.json); err != nil {
 				t.Fatalf("%s %s: %v in %q", method, path, err, b)
 			}
@@ -220,4 +208,23 @@ func (n *gatedNode) Keys(ctx context.Context) (rotation.Slots, error) {
 func (n *gatedNode) Probe(ctx context.Context, k rotation.Key) error {
 	<-n.gate
 	return n.Node.Probe(ctx, k)
+}
+
+// send makes one request with a bearer token ("" for none) and returns the answer's status, header and body.
+func send(t *testing.T, method, url, token, body string) (int, http.Header, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, b
 }
