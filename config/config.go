@@ -40,6 +40,15 @@ type Daemon struct {
 	Tokens []APIToken `yaml:"tokens"`
 	// Webhooks receive every audit event, signed.
 	Webhooks []Webhook `yaml:"webhooks"`
+	// DeniedAlert sends an audit event when one client address is refused more than Threshold times within Window
+	// at a node, as the node's audit log shows (default 20 in 5m).
+	DeniedAlert DeniedAlert `yaml:"denied_alert"`
+}
+
+// DeniedAlert is the threshold of the denied_requests_burst event.
+type DeniedAlert struct {
+	Threshold int      `yaml:"threshold"`
+	Window    Duration `yaml:"window"`
 }
 
 // APIToken is one bearer token, by reference: exactly one of File (re-read as it changes), Env, Vault (a path
@@ -278,6 +287,12 @@ func (c *Config) defaultsUnset() {
 	}
 	if c.Daemon.AuditInterval == 0 {
 		c.Daemon.AuditInterval = Duration(time.Hour)
+	}
+	if c.Daemon.DeniedAlert.Threshold == 0 {
+		c.Daemon.DeniedAlert.Threshold = 20
+	}
+	if c.Daemon.DeniedAlert.Window == 0 {
+		c.Daemon.DeniedAlert.Window = Duration(5 * time.Minute)
 	}
 	for i := range c.Deployments {
 		d := &c.Deployments[i]

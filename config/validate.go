@@ -125,6 +125,12 @@ func (d Daemon) check(bad reporter) {
 	if d.AuditInterval.Std() < time.Minute {
 		bad("daemon.audit_interval", "%s is shorter than 1m (each audit probes every node and reads Vault)", d.AuditInterval.Std())
 	}
+	if a := d.DeniedAlert; a.Threshold < 1 {
+		bad("daemon.denied_alert.threshold", "%d: want 1 or more refused requests", a.Threshold)
+	}
+	if w := d.DeniedAlert.Window.Std(); w < time.Second || w > 24*time.Hour {
+		bad("daemon.denied_alert.window", "%s: want 1s to 24h", w)
+	}
 	if _, port, err := net.SplitHostPort(d.Listen); err != nil || port == "" {
 		bad("daemon.listen", "%q: want host:port (like 127.0.0.1:8080)", d.Listen)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/watch"
 )
 
 // Options configure the API.
@@ -27,6 +28,9 @@ type Options struct {
 	Ready func(context.Context) error
 	// Findings are the last security review's findings (GET /v1/audit); nil: no review has run.
 	Findings *Findings
+	// Watch is the audit-log watcher: stragglers and refused requests in GET /v1/deployments and in a completed
+	// run; nil: none.
+	Watch *watch.Watcher
 	// Logger records readiness changes (with the error's detail) and token sources that cannot be read.
 	Logger *slog.Logger
 }
@@ -47,7 +51,7 @@ func (e *NotReadyError) Unwrap() error { return e.Err }
 //
 //	POST /v1/deployments/{name}/rotations  {"emergency":bool,"dry_run":bool} -> 202 + Location, 409, 404, 400 (admin)
 //	GET  /v1/rotations/{id}                progress, timings, outcome (read)
-//	GET  /v1/deployments                   fingerprints and ages, last outcome, next run (read)
+//	GET  /v1/deployments                   fingerprints and ages, last outcome, next run, stragglers (read)
 //	GET  /v1/audit                         the last security review's findings (read)
 //	GET  /metrics                          Prometheus (read)
 //	GET  /healthz, /readyz                 no token
@@ -160,13 +164,13 @@ func (a *api) getRotation(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, errorBody{Error: fmt.Sprintf("unknown rotation %q", r.PathValue("id"))})
 		return
 	}
-	writeJSON(w, http.StatusOK, run) // with its error_class, so a remote client exits like a local rotation
+	writeJSON(w, http.StatusOK, a.withStragglers(run)) // with its error_class, so a remote client exits like a local rotation
 }
 
 func (a *api) deployments(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 20*time.Second)
 	defer cancel()
-	writeJSON(w, http.StatusOK, map[string]any{"deployments": a.o.Manager.Deployments(ctx)})
+	writeJSON(w, http.StatusOK, map[string]any{"deployments": a.withActivity(a.o.Manager.Deployments(ctx))})
 }
 
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/watch"
 )
 
 // AuditEvent is one step of a key's life: minted, staged, published, promoted, retired, failed, rolled_back,
@@ -32,6 +33,13 @@ type AuditEvent struct {
 	Fingerprint string    `json:"fingerprint,omitempty"`
 	Actor       string    `json:"actor"`
 	Message     string    `json:"message"`
+	// Address, Count and Window describe a denied_requests_burst; Stragglers and Count (their addresses) a
+	// stragglers event (activity.go).
+	Address string `json:"address,omitempty"`
+	Count   int    `json:"count,omitempty"`
+	Window  string `json:"window,omitempty"`
+	// A pointer, so events stay comparable.
+	Stragglers *[]watch.Straggler `json:"stragglers,omitempty"`
 }
 
 // SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the request body, keyed by the webhook's secret.

@@ -20,6 +20,8 @@ type Metrics struct {
 	rotations  *prometheus.CounterVec
 	phases     *prometheus.HistogramVec
 	lastOK     *prometheus.GaugeVec
+	denied     *prometheus.CounterVec
+	stragglers *prometheus.GaugeVec
 	mu         sync.Mutex
 	phaseStart map[string]phaseMark // run id -> current phase and since when
 }
@@ -43,9 +45,15 @@ func NewMetrics(m *rotation.Manager) *Metrics {
 		lastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "rotator_last_success_timestamp_seconds", Help: "When the last rotation of the deployment completed (Unix time).",
 		}, []string{"deployment"}),
+		denied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rotator_qdrant_denied_requests_total", Help: "Requests Qdrant's audit log shows refused, by deployment and node (\"cluster\" for a cluster's merged log).",
+		}, []string{"deployment", "node"}),
+		stragglers: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rotator_stragglers", Help: "Client addresses refused for a wrong key since the deployment's last promotion: clients still holding the retired key.",
+		}, []string{"deployment"}),
 		phaseStart: map[string]phaseMark{},
 	}
-	x.registry.MustRegister(x.rotations, x.phases, x.lastOK,
+	x.registry.MustRegister(x.rotations, x.phases, x.lastOK, x.denied, x.stragglers,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rotator_rotations_in_flight", Help: "Rotations running in this daemon now.",
 		}, func() float64 { return float64(m.Running()) }),
@@ -91,6 +99,16 @@ func (x *Metrics) Finished(run rotation.Run) {
 	if run.State == rotation.RunCompleted {
 		x.lastOK.WithLabelValues(run.Deployment).Set(float64(run.Finished.Unix()))
 	}
+}
+
+// Denied counts n more refused requests at a node (n 0 makes the series exist).
+func (x *Metrics) Denied(deployment, node string, n int) {
+	x.denied.WithLabelValues(deployment, node).Add(float64(n))
+}
+
+// Stragglers sets how many client addresses are stragglers of the deployment's last promotion.
+func (x *Metrics) Stragglers(deployment string, addresses int) {
+	x.stragglers.WithLabelValues(deployment).Set(float64(addresses))
 }
 
 // stateCollector reports, at scrape time, each deployment's key ages (from Vault) and whether this daemon holds

@@ -14,13 +14,6 @@ import (
 
 // --- prometheus/: the alerting rules --------------------------------------------------------------------------------
 
-// plannedMetrics are metrics the rules use before the daemon exposes them: issue 12 part 3 (suspicious activity)
-// adds them. Once daemon/metrics.go has one, drop it from here.
-var plannedMetrics = []string{
-	"rotator_qdrant_denied_requests_total", // counter {deployment,node}: requests Qdrant's audit log shows denied
-	"rotator_stragglers",                   // gauge {deployment}: client addresses still refused since the last promotion
-}
-
 // promtool is $PROMTOOL_BIN or promtool on PATH; without it the test fails (make test installs it through
 // testbed/prometheus/ensure-promtool.sh).
 func promtool(t *testing.T) string {
@@ -73,7 +66,7 @@ type ruleTests struct {
 }
 
 // Every alert has a severity, a summary and a description naming the deployment; every metric it reads is one
-// daemon/metrics.go exposes (or one planned), so a renamed metric breaks this test; and alerts_test.yml has, for
+// daemon/metrics.go exposes, so a renamed metric breaks this test; and alerts_test.yml has, for
 // every alert, an evaluation where it fires and one where it does not.
 func TestPrometheusAlertsShape(t *testing.T) {
 	t.Parallel()
@@ -120,8 +113,8 @@ func TestPrometheusAlertsShape(t *testing.T) {
 				t.Errorf("%s reads no rotator metric: %q", r.Alert, r.Expr)
 			}
 			for _, name := range names {
-				if !strings.Contains(string(src), `"`+name+`"`) && !slices.Contains(plannedMetrics, name) {
-					t.Errorf("%s reads %s, which daemon/metrics.go does not expose and is not planned", r.Alert, name)
+				if !strings.Contains(string(src), `"`+name+`"`) {
+					t.Errorf("%s reads %s, which daemon/metrics.go does not expose", r.Alert, name)
 				}
 			}
 			if !fires[r.Alert] || !silent[r.Alert] {

@@ -53,6 +53,10 @@ type NodeOptions struct {
 	StopTimeout time.Duration
 	// TLS is used for HTTPS checks (CA, client certificate).
 	TLS *tls.Config
+	// RequestTag, when set, is the x-request-id of the node's own requests (Probe, AuditLog). Qdrant's audit log
+	// keeps it as tracing_id, so the rotator's audit-log watch can leave its own probes out (the open check sends a
+	// key never issued at every poll, which is no client's doing).
+	RequestTag string
 }
 
 // Node is a Qdrant node in a Docker container. It implements rotation.Node.
@@ -230,6 +234,7 @@ func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
 		return fmt.Errorf("node %s: %w", n.opt.Container, err)
 	}
 	req.Header.Set("api-key", key.Reveal())
+	n.tag(req)
 	resp, err := n.http.Do(req)
 	if err != nil {
 		n.mu.Lock()
@@ -395,4 +400,11 @@ func toSlots(k ConfigKeys) rotation.Slots {
 	alt, _ := rotation.ParseKey(k.AltAPIKey)
 	ro, _ := rotation.ParseKey(k.ReadOnlyAPIKey)
 	return rotation.Slots{APIKey: api, AltAPIKey: alt, ReadOnlyKey: ro, JWTRBAC: k.JWTRBAC}
+}
+
+// tag marks a request of the rotator's own with NodeOptions.RequestTag.
+func (n *Node) tag(req *http.Request) {
+	if n.opt.RequestTag != "" {
+		req.Header.Set("x-request-id", n.opt.RequestTag)
+	}
 }

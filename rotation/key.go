@@ -77,6 +77,15 @@ func NewFingerprinter(secret []byte) (Fingerprinter, error) {
 }
 
 // Of returns the fingerprint of k: "fp:" and 16 hex characters; the empty string for an unset key.
+// Tag is a keyed tag for a label (never a key): the same in every process keyed with the same secret, and not
+// guessable without it. The rotator marks its own requests to nodes with one, so its audit-log watch can leave them
+// out while a client cannot hide behind the mark.
+func (f Fingerprinter) Tag(label string) string {
+	m := hmac.New(sha256.New, f.secret)
+	m.Write([]byte("tag:" + label))
+	return hex.EncodeToString(m.Sum(nil)[:12])
+}
+
 func (f Fingerprinter) Of(k Key) string {
 	if k.IsZero() {
 		return ""

@@ -183,13 +183,17 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 	})
 }
 
+// requestTag marks the rotator's own requests to nodes: the same in every rotator process sharing the fingerprint
+// secret (daemons, `rotator audit`), so none counts another's probes as a client's denied requests.
+func (a *app) requestTag() string { return "qdrant-rotator-" + a.fp.Tag("own-request") }
+
 // nodes are the Qdrant nodes of a deployment's containers.
 func (a *app) nodes(d config.Deployment, names []string, tlsCfg *tls.Config) ([]*qdrantctl.Node, error) {
 	nodes := make([]*qdrantctl.Node, 0, len(names))
 	for _, name := range names {
 		n, err := qdrantctl.NewNode(a.engine, qdrantctl.NodeOptions{
 			Container: name, Mode: qdrantctl.Mode(d.Mode), ConfigPath: d.ConfigPath, URL: d.URLs[name],
-			HTTPS: d.TLS != nil, TLS: tlsCfg, StopTimeout: d.StopTimeout.Std(),
+			HTTPS: d.TLS != nil, TLS: tlsCfg, StopTimeout: d.StopTimeout.Std(), RequestTag: a.requestTag(),
 		})
 		if err != nil {
 			return nil, err

@@ -16,6 +16,7 @@ import (
 
 	"github.com/qdrantrotator/rotator/daemon"
 	"github.com/qdrantrotator/rotator/rotation"
+	"github.com/qdrantrotator/rotator/watch"
 )
 
 // cmdDaemon runs the rotation daemon until ctx ends (SIGTERM): schedules, the HTTP API, metrics, audit events.
@@ -51,9 +52,16 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	runCtx, stopRuns := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopRuns()
 	var metrics *daemon.Metrics
+	var watcher *watch.Watcher // set before any run can start
 	mgr := rotation.NewManager(runCtx, logger, rotation.Hooks{
-		Event:    func(run rotation.Run, e rotation.Event) { audit.Event(run, e); metrics.Event(run, e) },
-		Finished: func(run rotation.Run) { audit.Finished(run); metrics.Finished(run) },
+		Event: func(run rotation.Run, e rotation.Event) { audit.Event(run, e); metrics.Event(run, e) },
+		Finished: func(run rotation.Run) {
+			audit.Finished(run)
+			metrics.Finished(run)
+			if p, ok := watch.PromotionOf(run); ok {
+				watcher.Promoted(run.Deployment, p.RunID, p.At) // its stragglers are counted from then
+			}
+		},
 	})
 	metrics = daemon.NewMetrics(mgr)
 	findings := &daemon.Findings{}
@@ -61,8 +69,11 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	if err := a.addDeployments(ctx, mgr); err != nil {
 		return err
 	}
+	if watcher, err = a.watcher(ctx, logger, metrics, audit); err != nil {
+		return err
+	}
 	handler := daemon.NewHandler(daemon.Options{
-		Manager: mgr, Tokens: daemon.NewTokens(a.tokenSources(env), 5*time.Second, logger), Metrics: metrics.Handler(), Findings: findings, Logger: logger,
+		Manager: mgr, Tokens: daemon.NewTokens(a.tokenSources(env), 5*time.Second, logger), Metrics: metrics.Handler(), Findings: findings, Watch: watcher, Logger: logger,
 		Ready: func(ctx context.Context) error { return vaultReady(ctx, a.store, a.selected[0].Name) },
 	})
 	tlsCfg, err := a.apiTLS()
@@ -87,8 +98,9 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	go func() { defer session.Done(); a.store.KeepLoggedIn(runCtx, logger) }()
 	mgr.RunSchedules(d.PollInterval.Std())
 	var auditing sync.WaitGroup
-	auditing.Add(1)
+	auditing.Add(2)
 	go func() { defer auditing.Done(); a.auditEvery(runCtx, d.AuditInterval.Std(), findings, audit) }()
+	go func() { defer auditing.Done(); watcher.Run(runCtx, d.PollInterval.Std()) }()
 	logger.Info("daemon started", "listen", ln.Addr().String(), "deployments", len(a.selected))
 
 	var failed error
