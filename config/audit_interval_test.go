@@ -10,14 +10,7 @@ import (
 
 // TestAuditInterval: daemon.audit_interval defaults to 1h, takes a duration, and is refused below 1m, naming the field.
 func TestAuditInterval(t *testing.T) {
-	dep := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"
-	load := func(daemon string) (*Config, error) {
-		path := filepath.Join(t.TempDir(), "rotator.yml")
-		if err := os.WriteFile(path, []byte(daemon+dep), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return Load(path)
-	}
+	load := func(daemon string) (*Config, error) { return loadWithDaemon(t, daemon) }
 	c, err := load("")
 	if err != nil || c.Daemon.AuditInterval.Std() != time.Hour {
 		t.Fatalf("default: %v, %v; want 1h", c.Daemon.AuditInterval.Std(), err)
@@ -30,4 +23,14 @@ func TestAuditInterval(t *testing.T) {
 			t.Errorf("%s: %v, want an error naming daemon.audit_interval", bad, err)
 		}
 	}
+}
+
+// loadWithDaemon loads a file of one env-mode deployment under the daemon section given ("" for none).
+func loadWithDaemon(t *testing.T, daemon string) (*Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "rotator.yml")
+	if err := os.WriteFile(path, []byte(daemon+"deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return Load(path)
 }

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,14 +9,7 @@ import (
 // TestDeniedAlert: daemon.denied_alert defaults to 20 refusals in 5m, takes both fields, and refuses a threshold
 // below 1 or a window outside 1s..24h, naming the field.
 func TestDeniedAlert(t *testing.T) {
-	dep := "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n"
-	load := func(daemon string) (*Config, error) {
-		path := filepath.Join(t.TempDir(), "rotator.yml")
-		if err := os.WriteFile(path, []byte(daemon+dep), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return Load(path)
-	}
+	load := func(daemon string) (*Config, error) { return loadWithDaemon(t, daemon) }
 	c, err := load("")
 	if err != nil || c.Daemon.DeniedAlert.Threshold != 20 || c.Daemon.DeniedAlert.Window.Std() != 5*time.Minute {
 		t.Fatalf("default: %+v, %v; want 20 in 5m", c.Daemon.DeniedAlert, err)

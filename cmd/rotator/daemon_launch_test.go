@@ -5,19 +5,25 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/qdrantrotator/rotator/daemon"
 	"github.com/qdrantrotator/rotator/rotation"
 	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 	"github.com/qdrantrotator/rotator/testbed/wait"
@@ -185,4 +191,34 @@ func (d *daemonUnderTest) waitPhase(t testing.TB, token, id string, phase rotati
 		}
 		return run.Phase == phase, nil
 	})
+}
+
+// webhookSink receives the daemon's webhook deliveries and checks each one's signature with secret.
+type webhookSink struct {
+	*httptest.Server
+	mu            sync.Mutex
+	events        []daemon.AuditEvent
+	bodies        strings.Builder
+	badSignatures int
+}
+
+func newWebhookSink(t *testing.T, secret []byte) *webhookSink {
+	t.Helper()
+	s := &webhookSink{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mac := hmac.New(sha256.New, secret)
+		mac.Write(body)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if r.Header.Get(daemon.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
+			s.badSignatures++
+		}
+		var ev daemon.AuditEvent
+		_ = json.Unmarshal(body, &ev)
+		s.events = append(s.events, ev)
+		s.bodies.Write(body)
+	}))
+	t.Cleanup(s.Close)
+	return s
 }

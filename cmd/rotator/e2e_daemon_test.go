@@ -3,18 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +21,8 @@ import (
 // TestDaemonAPI: the auth matrix, 202 then 409 while busy, progress until done, a dry run that changes nothing,
 // 404 and 400, /metrics, audit events on the log stream and signed webhooks, and no key material anywhere.
 func TestDaemonAPI(t *testing.T) {
-	var hookMu sync.Mutex
-	var hooks []daemon.AuditEvent
-	var badSignatures int
 	secret := []byte("webhook-secret-for-tests")
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mac := hmac.New(sha256.New, secret)
-		mac.Write(body)
-		hookMu.Lock()
-		defer hookMu.Unlock()
-		if r.Header.Get(daemon.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
-			badSignatures++
-		}
-		var ev daemon.AuditEvent
-		_ = json.Unmarshal(body, &ev)
-		hooks = append(hooks, ev)
-	}))
-	defer hook.Close()
+	hook := newWebhookSink(t, secret)
 
 	f := newFixture(t, fixtureOpts{nodes: 2, mode: "env", grace: "2s", top: `daemon:
   poll_interval: 200ms
@@ -203,11 +182,11 @@ func TestDaemonAPI(t *testing.T) {
 			t.Errorf("log stream has %d %s events, want %d (all: %v)", kinds[k], k, n, kinds)
 		}
 	}
-	hookMu.Lock()
-	if len(hooks) != 8 || badSignatures != 0 {
-		t.Errorf("webhook got %d events (%d badly signed), want 8 signed", len(hooks), badSignatures)
+	hook.mu.Lock()
+	if len(hook.events) != 8 || hook.badSignatures != 0 {
+		t.Errorf("webhook got %d events (%d badly signed), want 8 signed", len(hook.events), hook.badSignatures)
 	}
-	hookMu.Unlock()
+	hook.mu.Unlock()
 	f.mu.Lock()
 	f.outputs.WriteString(d.out.String() + deps + metrics)
 	f.mu.Unlock()

@@ -2,19 +2,13 @@ package main
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,26 +24,8 @@ import (
 // refusal (and none of the daemon's own probes with keys never issued), rotator_stragglers is 1, the webhook gets a
 // signed denied_requests_burst and a stragglers event, and no key appears anywhere.
 func TestDaemonWatchesDeniedRequests(t *testing.T) {
-	var hookMu sync.Mutex
-	var hooks []daemon.AuditEvent
-	var hookBodies strings.Builder
-	badSignatures := 0
 	secret := []byte("webhook-secret-for-watch-tests")
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mac := hmac.New(sha256.New, secret)
-		mac.Write(body)
-		hookMu.Lock()
-		defer hookMu.Unlock()
-		if r.Header.Get(daemon.SignatureHeader) != "sha256="+hex.EncodeToString(mac.Sum(nil)) {
-			badSignatures++
-		}
-		var ev daemon.AuditEvent
-		_ = json.Unmarshal(body, &ev)
-		hooks = append(hooks, ev)
-		hookBodies.Write(body)
-	}))
-	defer hook.Close()
+	hook := newWebhookSink(t, secret)
 
 	const threshold, hammer = 10, 30
 	audit := []string{"QDRANT__AUDIT__ENABLED=true"}
@@ -138,22 +114,22 @@ func TestDaemonWatchesDeniedRequests(t *testing.T) {
 	t.Logf("denied counted: %v", denied)
 
 	wait.Until(t, "the burst and stragglers events at the webhook", 30*time.Second, func() (bool, error) {
-		hookMu.Lock()
-		defer hookMu.Unlock()
+		hook.mu.Lock()
+		defer hook.mu.Unlock()
 		kinds := map[string]daemon.AuditEvent{}
-		for _, ev := range hooks {
+		for _, ev := range hook.events {
 			kinds[ev.Event] = ev
 		}
 		b, st := kinds["denied_requests_burst"], kinds["stragglers"]
 		return b.Address == s.Address && b.Node == target && b.Count == threshold+1 && b.Window == "5m0s" &&
-			st.RunID == started.ID && st.Stragglers != nil && len(*st.Stragglers) == 1, fmt.Errorf("webhook events %+v", hooks)
+			st.RunID == started.ID && st.Stragglers != nil && len(*st.Stragglers) == 1, fmt.Errorf("webhook events %+v", hook.events)
 	})
-	hookMu.Lock()
-	if badSignatures != 0 {
-		t.Errorf("%d webhook deliveries badly signed", badSignatures)
+	hook.mu.Lock()
+	if hook.badSignatures != 0 {
+		t.Errorf("%d webhook deliveries badly signed", hook.badSignatures)
 	}
-	bodies := hookBodies.String()
-	hookMu.Unlock()
+	bodies := hook.bodies.String()
+	hook.mu.Unlock()
 
 	d.stop(t)
 	f.mu.Lock()
