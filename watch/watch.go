@@ -143,18 +143,30 @@ type deployment struct {
 	nodes map[string]*cursor // by node name (ClusterNode for a cluster)
 
 	denied    map[[2]string]int // [node, address] -> refused requests seen
-	recent    []Entry           // the last wrong-key refusals (with Remote set to node+"\x00"+address), for a late promotion
+	recent    []refusal         // the last wrong-key refusals, for a promotion noted after they were read
 	promo     *Promotion
 	straggler map[[2]string]*Straggler
 	off       map[string]bool
 	windows   map[[2]string]*window
 }
 
+// refusal is one wrong-key refusal of an address at a node.
+type refusal struct {
+	node, addr string
+	at         time.Time
+}
+
 // cursor is how far one node's log has been read.
 type cursor struct {
-	last     time.Time      // the newest entry seen
-	seen     map[string]int // entries at or after last-Overlap, by identity, with how many times each was seen
+	last     time.Time            // the newest entry seen
+	seen     map[string]seenEntry // entries at or after last-Overlap, by identity
 	failures int
+}
+
+// seenEntry is how many times identical entries were seen, and their time.
+type seenEntry struct {
+	n  int
+	at time.Time
 }
 
 // window holds an address's refusals within the alert window, oldest first; alerted until it falls back.
@@ -232,7 +244,7 @@ func (w *Watcher) pollNode(ctx context.Context, d *deployment, src AuditSource, 
 	w.mu.Lock()
 	c := d.nodes[node]
 	if c == nil {
-		c = &cursor{last: to, seen: map[string]int{}}
+		c = &cursor{last: to, seen: map[string]seenEntry{}}
 		d.nodes[node] = c
 	}
 	from := c.last.Add(-w.opt.Overlap)
@@ -277,26 +289,28 @@ func (w *Watcher) pollNode(ctx context.Context, d *deployment, src AuditSource, 
 // absorb returns the entries not seen before (identical entries counted as many times as they occur) and moves the
 // cursor to the newest entry.
 func (c *cursor) absorb(entries []Entry, overlap time.Duration) []Entry {
-	now := map[string]int{}
+	now := map[string]seenEntry{}
 	var fresh []Entry
 	// Oldest first, so the counts and windows see time moving forward.
 	slices.SortStableFunc(entries, func(a, b Entry) int { return a.Time.Compare(b.Time) })
 	for _, e := range entries {
 		id := identity(e)
-		now[id]++
-		if now[id] > c.seen[id] {
+		now[id] = seenEntry{n: now[id].n + 1, at: e.Time}
+		if now[id].n > c.seen[id].n {
 			fresh = append(fresh, e)
 		}
 		if e.Time.After(c.last) {
 			c.last = e.Time
 		}
 	}
-	for id, n := range now {
-		c.seen[id] = max(c.seen[id], n)
+	for id, e := range now {
+		if e.n > c.seen[id].n {
+			c.seen[id] = e
+		}
 	}
 	floor := c.last.Add(-overlap)
-	for id := range c.seen {
-		if t, _ := time.Parse(time.RFC3339Nano, id[:strings.IndexByte(id, '|')]); t.Before(floor) {
+	for id, e := range c.seen {
+		if e.at.Before(floor) {
 			delete(c.seen, id)
 		}
 	}
@@ -348,9 +362,7 @@ func (w *Watcher) count(d *deployment, node string, fresh []Entry) {
 			bursts = append(bursts, Burst{Deployment: dep, Node: node, Address: addr, Count: b, Window: w.opt.Window, Time: e.Time})
 		}
 		if e.wrongKey() {
-			r := e
-			r.Remote = node + "\x00" + addr
-			d.recent = append(d.recent, r)
+			d.recent = append(d.recent, refusal{node: node, addr: addr, at: e.Time})
 			if len(d.recent) > maxRecent {
 				d.recent = slices.Delete(d.recent, 0, len(d.recent)-maxRecent)
 			}
@@ -459,10 +471,9 @@ func (w *Watcher) Promoted(deploymentName, runID string, at time.Time) {
 	before := d.stragglerSet()
 	d.promo = &Promotion{RunID: runID, At: at}
 	d.straggler = map[[2]string]*Straggler{}
-	for _, e := range d.recent {
-		if !e.Time.Before(at) {
-			node, addr, _ := strings.Cut(e.Remote, "\x00")
-			d.addStraggler(node, addr, e.Time)
+	for _, r := range d.recent {
+		if !r.at.Before(at) {
+			d.addStraggler(r.node, r.addr, r.at)
 		}
 	}
 	if !slices.Equal(before, d.stragglerSet()) {
