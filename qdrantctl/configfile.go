@@ -60,11 +60,13 @@ func ReadConfigKeys(path string) (ConfigKeys, error) {
 }
 
 // nodeFile is what the rotator reads of a node's config file, read and parsed once: its bytes (nil when it is
-// missing), its key slots and its service.enforce_internal_auth.
+// missing), its key slots, its service.enforce_internal_auth, and for the security review service.enable_tls and
+// audit.enabled.
 type nodeFile struct {
 	data         []byte
 	keys         ConfigKeys
 	internalAuth bool
+	tls, audit   bool
 }
 
 func readNodeFile(path string) (nodeFile, error) {
@@ -75,11 +77,13 @@ func readNodeFile(path string) (nodeFile, error) {
 	if err != nil {
 		return nodeFile{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	service, err := serviceOf(data)
+	top, err := topOf(data)
 	if err != nil {
 		return nodeFile{}, fmt.Errorf("parse %s: %w", path, err)
 	}
-	return nodeFile{data: data, keys: keysOf(service), internalAuth: truthy(scalarValue(service, "enforce_internal_auth"))}, nil
+	service := mappingValue(top, "service")
+	return nodeFile{data: data, keys: keysOf(service), internalAuth: truthy(scalarValue(service, "enforce_internal_auth")),
+		tls: truthy(scalarValue(service, "enable_tls")), audit: truthy(scalarValue(mappingValue(top, "audit"), "enabled"))}, nil
 }
 
 // configKeysOf reads the key slots of a config file's content (the first YAML document).
@@ -90,6 +94,12 @@ func configKeysOf(data []byte) (ConfigKeys, error) {
 
 // serviceOf returns the `service` mapping of a config file's content (nil when there is none).
 func serviceOf(data []byte) (*yaml.Node, error) {
+	top, err := topOf(data)
+	return mappingValue(top, "service"), err
+}
+
+// topOf returns the top-level mapping of a config file's content, its first YAML document (nil when it is empty).
+func topOf(data []byte) (*yaml.Node, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
@@ -101,7 +111,7 @@ func serviceOf(data []byte) (*yaml.Node, error) {
 	if top.Kind != yaml.MappingNode {
 		return nil, errors.New("the top level is not a mapping")
 	}
-	return mappingValue(top, "service"), nil
+	return top, nil
 }
 
 // keysOf reads the key slots of a `service` mapping (nil: none).

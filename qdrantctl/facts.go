@@ -3,7 +3,6 @@ package qdrantctl
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/qdrantrotator/rotator/posture"
@@ -86,21 +85,10 @@ func fileFacts(path, user string) (ff *posture.FileFacts, tlsOn, auditOn, apiKey
 	if err != nil {
 		return nil, false, false, false, err
 	}
-	u := parseContainerUser(user)
-	ff = &posture.FileFacts{Path: path, Mode: a.mode, UID: a.uid, GID: a.gid, ReadableByContainer: u.canRead(a), ContainerUser: user}
-	data, err := os.ReadFile(path)
+	ff = &posture.FileFacts{Path: path, Mode: a.mode, UID: a.uid, GID: a.gid, ReadableByContainer: parseContainerUser(user).canRead(a), ContainerUser: user}
+	file, err := readNodeFile(path)
 	if err != nil {
-		return ff, false, false, false, fmt.Errorf("read %s: %w", path, err)
+		return ff, false, false, false, err
 	}
-	docs, err := parseDocuments(data)
-	if err != nil {
-		return ff, false, false, false, fmt.Errorf("parse %s: %w", path, err)
-	}
-	if len(docs) == 0 || len(docs[0].Content) == 0 {
-		return ff, false, false, false, nil
-	}
-	top := docs[0].Content[0]
-	service := mappingValue(top, "service")
-	return ff, truthy(scalarValue(service, "enable_tls")), truthy(scalarValue(mappingValue(top, "audit"), "enabled")),
-		scalarValue(service, slotAPIKey) != "", nil
+	return ff, file.tls, file.audit, file.keys.APIKey != "", nil
 }
