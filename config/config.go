@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/qdrantrotator/rotator/rotation"
 )
 
 // Config is the whole file.
@@ -43,6 +45,9 @@ type Daemon struct {
 	// DeniedAlert sends an audit event when one client address is refused more than Threshold times within Window
 	// at a node, as the node's audit log shows (default 20 in 5m).
 	DeniedAlert DeniedAlert `yaml:"denied_alert"`
+	// MaxParallel bounds the rotations running at once across deployments (one per deployment always); the others
+	// wait, queued, emergencies first (0 or unset: rotation.DefaultMaxParallel, 4).
+	MaxParallel Parallel `yaml:"max_parallel"`
 }
 
 // DeniedAlert is the threshold of the denied_requests_burst event.
@@ -115,6 +120,10 @@ type Deployment struct {
 	// published for 6333).
 	URLs map[string]string `yaml:"urls"`
 	TLS  *TLS              `yaml:"tls"`
+	// Docker is the Docker Engine of the deployment's nodes (default: the DOCKER_* environment).
+	Docker *DockerEngine `yaml:"docker"`
+	// DockerHosts gives containers an engine of their own, overriding Docker.
+	DockerHosts map[string]DockerEngine `yaml:"docker_hosts"`
 	// Grace is the wait between publishing a new key and dropping the old one (default 60s).
 	Grace *Duration `yaml:"grace"`
 	// ReadyTimeout bounds the wait for one node to come back and pass its checks (default 60s).
@@ -288,6 +297,9 @@ func (c *Config) defaultsUnset() {
 	if c.Daemon.AuditInterval == 0 {
 		c.Daemon.AuditInterval = Duration(time.Hour)
 	}
+	if c.Daemon.MaxParallel == 0 {
+		c.Daemon.MaxParallel = Parallel(rotation.DefaultMaxParallel)
+	}
 	if c.Daemon.DeniedAlert.Threshold == 0 {
 		c.Daemon.DeniedAlert.Threshold = 20
 	}
@@ -391,6 +403,13 @@ func (c *Config) resolvePaths(dir string) {
 			abs(&t.CAFile)
 			abs(&t.CertFile)
 			abs(&t.KeyFile)
+		}
+		if e := c.Deployments[i].Docker; e != nil {
+			abs(&e.CertPath)
+		}
+		for name, e := range c.Deployments[i].DockerHosts {
+			abs(&e.CertPath)
+			c.Deployments[i].DockerHosts[name] = e
 		}
 	}
 }

@@ -118,6 +118,10 @@ func (v Vault) checkLogin(bad reporter) {
 	}
 }
 
+// maxMaxParallel bounds daemon.max_parallel: beyond it one daemon restarts containers, and writes to Vault, faster
+// than an estate should change at once, and a typo (1000 for 10) would rotate a whole fleet together.
+const maxMaxParallel = 64
+
 func (d Daemon) check(bad reporter) {
 	if d.PollInterval.Std() < 100*time.Millisecond {
 		bad("daemon.poll_interval", "%s is shorter than 100ms", d.PollInterval.Std())
@@ -130,6 +134,9 @@ func (d Daemon) check(bad reporter) {
 	}
 	if w := d.DeniedAlert.Window.Std(); w < time.Second || w > 24*time.Hour {
 		bad("daemon.denied_alert.window", "%s: want 1s to 24h", w)
+	}
+	if d.MaxParallel < 1 || d.MaxParallel > maxMaxParallel {
+		bad("daemon.max_parallel", "%d: want 1 to %d rotations at once", d.MaxParallel, maxMaxParallel)
 	}
 	if _, port, err := net.SplitHostPort(d.Listen); err != nil || port == "" {
 		bad("daemon.listen", "%q: want host:port (like 127.0.0.1:8080)", d.Listen)
@@ -192,6 +199,7 @@ func (w Webhook) check(bad reporter, f string) {
 func (d Deployment) check(bad reporter, f string, poll time.Duration) {
 	d.checkMode(bad, f)
 	d.checkNodes(bad, f)
+	d.checkDocker(bad, f)
 	if d.Grace.Std() < 0 {
 		bad(f+".grace", "%s is negative", d.Grace.Std())
 	}

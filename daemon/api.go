@@ -49,7 +49,11 @@ func (e *NotReadyError) Unwrap() error { return e.Err }
 
 // NewHandler returns the API's handler:
 //
-//	POST /v1/deployments/{name}/rotations  {"emergency":bool,"dry_run":bool} -> 202 + Location, 409, 404, 400 (admin)
+//	POST /v1/deployments/{name}/rotations  {"emergency":bool,"dry_run":bool} -> 202 + Location, 409, 404, 400 (admin);
+//	                                       an emergency while the deployment's run is queued: 202 naming that run, made
+//	                                       the emergency
+
+//	GET  /v1/rotations                     every run kept, oldest first, with its state (queued, running, ...) (read)
 //	GET  /v1/rotations/{id}                progress, timings, outcome (read)
 //	GET  /v1/deployments                   fingerprints and ages, last outcome, next run, stragglers (read)
 //	GET  /v1/audit                         the last security review's findings (read)
@@ -64,6 +68,7 @@ func NewHandler(o Options) http.Handler {
 	a := &api{o: o}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/deployments/{name}/rotations", a.auth(roleAdmin, a.startRotation))
+	mux.HandleFunc("GET /v1/rotations", a.auth(roleRead, a.listRotations))
 	mux.HandleFunc("GET /v1/rotations/{id}", a.auth(roleRead, a.getRotation))
 	mux.HandleFunc("GET /v1/deployments", a.auth(roleRead, a.deployments))
 	mux.HandleFunc("GET /v1/audit", a.auth(roleRead, a.audit))
@@ -165,6 +170,12 @@ func (a *api) getRotation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, a.withStragglers(run)) // with its error_class, so a remote client exits like a local rotation
+}
+
+// listRotations answers {"rotations": [...]}: each run kept without its events and per-node progress, so a fleet's
+// runs (which are queued, which run, how each ended) are one cheap call that reads nothing from Vault.
+func (a *api) listRotations(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"rotations": a.o.Manager.Runs()})
 }
 
 func (a *api) deployments(w http.ResponseWriter, r *http.Request) {

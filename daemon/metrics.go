@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/qdrantrotator/rotator/rotation"
@@ -57,7 +58,13 @@ func NewMetrics(m *rotation.Manager) *Metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "rotator_rotations_in_flight", Help: "Rotations running in this daemon now.",
 		}, func() float64 { return float64(m.Running()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rotator_rotations_queued", Help: "Rotations waiting for a slot (daemon.max_parallel) in this daemon now.",
+		}, func() float64 { return float64(m.Queued()) }),
 		&stateCollector{m: m},
+		// The daemon's own goroutines, memory and file descriptors (go_goroutines, process_resident_memory_bytes, ...).
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return x
 }
@@ -158,7 +165,7 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(maxAgeDesc, prometheus.GaugeValue, v.MaxAge.Seconds(), v.Name)
 		}
 		held := 0.0
-		if v.Running != "" {
+		if v.Running != "" && !v.Queued { // a queued run has not taken the lease
 			held = 1
 		}
 		ch <- prometheus.MustNewConstMetric(leaseDesc, prometheus.GaugeValue, held, v.Name)

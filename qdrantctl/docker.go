@@ -13,6 +13,9 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/docker/cli/cli/connhelper"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
@@ -48,18 +52,112 @@ type dockerAPI interface {
 
 var _ dockerAPI = (*client.Client)(nil)
 
-// Engine is a connection to a Docker Engine, configured from the standard DOCKER_* environment.
+// Engine is a connection to one Docker Engine: the one the standard DOCKER_* environment names, or one an
+// EngineAddress names.
 type Engine struct {
 	api dockerAPI
+	// name is the engine's address as messages show it (scheme, host and port or socket; never user info).
+	name string
+	// named is set for an engine the config names (DialEngine with a Host): its nodes' messages name it.
+	named bool
+	// publishHost is the host a container's published ports are reached at: 127.0.0.1 for a local engine, the
+	// engine's own host name or address for a tcp:// or ssh:// one (a remote engine publishes on its host).
+	publishHost string
 	// removals are old containers being removed in the background after a Recreate; Close waits for them.
 	removals sync.WaitGroup
 }
 
+// EngineAddress says how to reach a Docker Engine, with the docker CLI's meaning of DOCKER_HOST, DOCKER_TLS_VERIFY
+// and DOCKER_CERT_PATH. The zero value is the DOCKER_* environment itself; with Host set, the environment is not read.
+type EngineAddress struct {
+	// Host is unix:///path, tcp://host:port or ssh://[user@]host[:port][/socket-path].
+	Host string
+	// TLSVerify (tcp:// only) talks TLS, verifying the engine's certificate with CertPath/ca.pem and presenting
+	// CertPath/cert.pem and CertPath/key.pem.
+	TLSVerify bool
+	// CertPath is the folder of ca.pem, cert.pem and key.pem (the config defaults it to ~/.docker, as the docker CLI).
+	CertPath string
+}
+
+// String is the address as messages show it: the host without user info.
+func (a EngineAddress) String() string {
+	if a.Host == "" {
+		return envHost()
+	}
+	return redactHost(a.Host)
+}
+
+// envHost is the engine the DOCKER_* environment names.
+func envHost() string {
+	if h := os.Getenv(client.EnvOverrideHost); h != "" {
+		return redactHost(h)
+	}
+	return client.DefaultDockerHost
+}
+
+// redactHost drops the user info (user, password) of an engine URL.
+func redactHost(host string) string {
+	u, err := url.Parse(host)
+	if err != nil || u.User == nil {
+		return host
+	}
+	u.User = nil
+	return u.String()
+}
+
+// publishHostOf is the host a tcp:// or ssh:// engine publishes container ports on (its own host name or
+// address); 127.0.0.1 for a local engine.
+func publishHostOf(host string) string {
+	u, err := url.Parse(host)
+	if err != nil || (u.Scheme != "tcp" && u.Scheme != "ssh") || u.Hostname() == "" {
+		return "127.0.0.1"
+	}
+	return u.Hostname()
+}
+
 // NewEngine connects to the Docker Engine named by DOCKER_HOST (default: the local socket), negotiating the API
 // version so that older engines work, and checks that it answers.
-func NewEngine(ctx context.Context) (*Engine, error) { return dial(ctx, client.FromEnv) }
+func NewEngine(ctx context.Context) (*Engine, error) { return DialEngine(ctx, EngineAddress{}) }
 
-// dial is NewEngine with the client's options given (a test points it at recorded answers).
+// DialEngine connects to the Docker Engine at addr (the zero address: the DOCKER_* environment) and checks that it
+// answers. An ssh:// engine is reached the way the docker CLI reaches it: `ssh ... -- HOST docker system
+// dial-stdio`, with the ssh client and its configuration (keys, known hosts) of the user running the rotator.
+func DialEngine(ctx context.Context, addr EngineAddress) (*Engine, error) {
+	host := addr.Host
+	if host == "" {
+		host = os.Getenv(client.EnvOverrideHost)
+	}
+	var opts []client.Opt
+	switch {
+	case strings.HasPrefix(host, "ssh://"): // the SDK alone does not reach ssh:// engines, from the environment either
+		helper, err := connhelper.GetConnectionHelper(host)
+		if err != nil {
+			return nil, fmt.Errorf("docker engine %s: %w", addr, err)
+		}
+		opts = []client.Opt{client.WithHost(helper.Host), client.WithDialContext(helper.Dialer)}
+	case addr.Host == "":
+		opts = []client.Opt{client.FromEnv}
+	case strings.HasPrefix(addr.Host, "unix://") || strings.HasPrefix(addr.Host, "tcp://"):
+		opts = []client.Opt{client.WithHost(addr.Host)}
+		if addr.TLSVerify {
+			if !strings.HasPrefix(addr.Host, "tcp://") {
+				return nil, fmt.Errorf("docker engine %s: tls_verify is for tcp:// engines", addr)
+			}
+			dir := addr.CertPath
+			opts = append(opts, client.WithTLSClientConfig(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")))
+		}
+	default:
+		return nil, fmt.Errorf("docker engine %s: want a unix://, tcp:// or ssh:// address", addr)
+	}
+	e, err := dial(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine %s: %w", addr, err)
+	}
+	e.name, e.named, e.publishHost = addr.String(), addr.Host != "", publishHostOf(host)
+	return e, nil
+}
+
+// dial connects with the client's options given (a test points it at recorded answers).
 func dial(ctx context.Context, opts ...client.Opt) (*Engine, error) {
 	cli, err := client.NewClientWithOpts(append(opts, client.WithAPIVersionNegotiation())...)
 	if err != nil {
@@ -67,10 +165,17 @@ func dial(ctx context.Context, opts ...client.Opt) (*Engine, error) {
 	}
 	if _, err := cli.Ping(ctx); err != nil {
 		cli.Close()
-		return nil, fmt.Errorf("docker engine does not answer: %w", err)
+		return nil, fmt.Errorf("does not answer: %w", err)
 	}
-	return &Engine{api: cli}, nil
+	return &Engine{api: cli, name: "test", publishHost: "127.0.0.1"}, nil
 }
+
+// Name is the engine's address as messages show it (never user info or a credential).
+func (e *Engine) Name() string { return e.name }
+
+// PublishHost is the host at which the engine's containers' published ports are reached: 127.0.0.1 for a local
+// engine, the engine's host for a tcp:// or ssh:// one.
+func (e *Engine) PublishHost() string { return e.publishHost }
 
 // Close waits for background removals and releases the connection.
 func (e *Engine) Close() error {
@@ -132,7 +237,8 @@ func (e *Engine) awaitRemoved(ctx context.Context, id string) error {
 	}
 }
 
-// HostPort returns the 127.0.0.1 port on which a container's TCP port is published.
+// HostPort returns the port on which a container's TCP port is published at PublishHost: for a local engine, the
+// port bound to 127.0.0.1; for a remote one, the port bound to the engine's host address or to every address.
 func (e *Engine) HostPort(ctx context.Context, id string, containerPort int) (int, error) {
 	info, err := e.api.ContainerInspect(ctx, id)
 	if err != nil {
@@ -140,12 +246,23 @@ func (e *Engine) HostPort(ctx context.Context, id string, containerPort int) (in
 	}
 	if info.NetworkSettings != nil {
 		for _, b := range info.NetworkSettings.Ports[nat.Port(strconv.Itoa(containerPort)+"/tcp")] {
-			if b.HostIP == "127.0.0.1" {
+			if e.reaches(b.HostIP) {
 				return strconv.Atoi(b.HostPort)
 			}
 		}
 	}
-	return 0, fmt.Errorf("container %s: port %d is not published on 127.0.0.1", id, containerPort)
+	if e.publishHost == "127.0.0.1" {
+		return 0, fmt.Errorf("container %s: port %d is not published on 127.0.0.1", id, containerPort)
+	}
+	return 0, fmt.Errorf("container %s: port %d is not published on %s or on every address of the engine's host", id, containerPort, e.publishHost)
+}
+
+// reaches says whether a port bound to hostIP is reached at PublishHost.
+func (e *Engine) reaches(hostIP string) bool {
+	if e.publishHost == "127.0.0.1" {
+		return hostIP == "127.0.0.1"
+	}
+	return hostIP == e.publishHost || hostIP == "" || hostIP == "0.0.0.0" || hostIP == "::"
 }
 
 // LogTail returns the last lines a container wrote to stdout and stderr.

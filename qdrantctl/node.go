@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -45,7 +47,7 @@ type NodeOptions struct {
 	// ConfigPath is, in file mode, the config file's path inside the container (e.g. /qdrant/config/local.yaml);
 	// the host path is found from the container's bind mounts.
 	ConfigPath string
-	// URL is the node's REST base URL; empty: http(s)://127.0.0.1:<host port published for 6333>.
+	// URL is the node's REST base URL; empty: http(s)://<the engine's PublishHost>:<host port published for 6333>.
 	URL string
 	// HTTPS makes the derived URL https.
 	HTTPS bool
@@ -136,22 +138,22 @@ func (n *Node) Method() string {
 func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 	info, err := n.eng.Inspect(ctx, n.opt.Container)
 	if err != nil {
-		return rotation.Slots{}, err
+		return rotation.Slots{}, n.wrap(err)
 	}
 	envKeys := slotsFromEnv(info.Env)
 	if n.opt.Mode == ModeEnv {
 		if err := notComposeManaged(info); err != nil {
-			return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+			return rotation.Slots{}, fmt.Errorf("%s: %w", n.label(), err)
 		}
 		if err := storageMounted(info); err != nil {
-			return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+			return rotation.Slots{}, fmt.Errorf("%s: %w", n.label(), err)
 		}
 		s := toSlots(envKeys)
 		s.InternalAuth, _ = internalAuthFromEnv(info.Env)
 		return s, nil
 	}
 	if envKeys != (ConfigKeys{}) {
-		return rotation.Slots{}, fmt.Errorf("node %s: its environment sets QDRANT__SERVICE__*API_KEY or JWT_RBAC, which overrides the config file; use mode env", n.opt.Container)
+		return rotation.Slots{}, fmt.Errorf("%s: its environment sets QDRANT__SERVICE__*API_KEY or JWT_RBAC, which overrides the config file; use mode env", n.label())
 	}
 	path, err := n.hostConfigPath(info)
 	if err != nil {
@@ -159,11 +161,11 @@ func (n *Node) Keys(ctx context.Context) (rotation.Slots, error) {
 	}
 	file, err := readNodeFile(path)
 	if err != nil {
-		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return rotation.Slots{}, fmt.Errorf("%s: %w", n.label(), err)
 	}
 	// What Apply would refuse is refused here, at preflight, before any node is touched.
 	if err := checkEditable(path, info.User, file); err != nil {
-		return rotation.Slots{}, fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return rotation.Slots{}, fmt.Errorf("%s: %w", n.label(), err)
 	}
 	s := toSlots(file.keys)
 	s.InternalAuth = file.internalAuth
@@ -189,7 +191,24 @@ func internalAuthFromEnv(env []string) (value, set bool) {
 
 // Recover implements rotation.Node: it finishes or undoes a container swap a crash interrupted.
 func (n *Node) Recover(ctx context.Context) error {
-	return n.eng.RecoverRecreate(ctx, n.opt.Container)
+	return n.wrap(n.eng.RecoverRecreate(ctx, n.opt.Container))
+}
+
+// label names the node in messages: "node NAME", with its engine when the config names one ("node NAME on docker
+// engine tcp://host:2376"; never user info or a credential).
+func (n *Node) label() string {
+	if n.eng != nil && n.eng.named {
+		return "node " + n.opt.Container + " on docker engine " + n.eng.Name()
+	}
+	return "node " + n.opt.Container
+}
+
+// wrap prefixes an error of the node's engine with the node's label (nil stays nil).
+func (n *Node) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", n.label(), err)
 }
 
 // Apply implements rotation.Node.
@@ -197,22 +216,22 @@ func (n *Node) Apply(ctx context.Context, s rotation.Slots) error {
 	want := ConfigKeys{APIKey: s.APIKey.Reveal(), AltAPIKey: s.AltAPIKey.Reveal(), ReadOnlyAPIKey: s.ReadOnlyKey.Reveal(), JWTRBAC: s.JWTRBAC}
 	if n.opt.Mode == ModeEnv {
 		if err := n.eng.Recreate(ctx, n.opt.Container, func(env []string) []string { return withEnvKeys(env, want) }, n.opt.StopTimeout); err != nil {
-			return fmt.Errorf("node %s: %w", n.opt.Container, err)
+			return fmt.Errorf("%s: %w", n.label(), err)
 		}
 	} else {
 		info, err := n.eng.Inspect(ctx, n.opt.Container)
 		if err != nil {
-			return err
+			return n.wrap(err)
 		}
 		path, err := n.hostConfigPath(info)
 		if err != nil {
 			return err
 		}
 		if err := writeNodeConfig(path, info.User, want); err != nil {
-			return fmt.Errorf("node %s: %w", n.opt.Container, err)
+			return fmt.Errorf("%s: %w", n.label(), err)
 		}
 		if err := n.eng.Restart(ctx, n.opt.Container, n.opt.StopTimeout); err != nil {
-			return fmt.Errorf("node %s: %w", n.opt.Container, err)
+			return fmt.Errorf("%s: %w", n.label(), err)
 		}
 	}
 	n.mu.Lock()
@@ -231,7 +250,7 @@ func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/collections", nil)
 	if err != nil {
-		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return fmt.Errorf("%s: %w", n.label(), err)
 	}
 	req.Header.Set("api-key", key.Reveal())
 	n.tag(req)
@@ -241,9 +260,9 @@ func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
 		n.url = n.opt.URL
 		n.mu.Unlock()
 		if info, ierr := n.eng.Inspect(ctx, n.opt.Container); ierr == nil && !info.Running {
-			return fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrNodeDown)
+			return fmt.Errorf("%s: %w", n.label(), rotation.ErrNodeDown)
 		}
-		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return fmt.Errorf("%s: %w", n.label(), err)
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 	resp.Body.Close()
@@ -251,18 +270,19 @@ func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
 	case resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return fmt.Errorf("node %s answered HTTP %d; redirects are not followed", n.opt.Container, resp.StatusCode)
+		return fmt.Errorf("%s answered HTTP %d; redirects are not followed", n.label(), resp.StatusCode)
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrUnauthorized)
+			return fmt.Errorf("%s: %w", n.label(), rotation.ErrUnauthorized)
 		}
-		return fmt.Errorf("node %s: HTTP %d: %w", n.opt.Container, resp.StatusCode, rotation.ErrRejected)
+		return fmt.Errorf("%s: HTTP %d: %w", n.label(), resp.StatusCode, rotation.ErrRejected)
 	default:
-		return fmt.Errorf("node %s: GET /collections: HTTP %d", n.opt.Container, resp.StatusCode)
+		return fmt.Errorf("%s: GET /collections: HTTP %d", n.label(), resp.StatusCode)
 	}
 }
 
-// baseURL is the configured URL, or the 127.0.0.1 port Docker published for REST.
+// baseURL is the configured URL, or the port Docker published for REST on the engine's PublishHost (127.0.0.1 for a
+// local engine).
 func (n *Node) baseURL(ctx context.Context) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -271,20 +291,20 @@ func (n *Node) baseURL(ctx context.Context) (string, error) {
 	}
 	info, err := n.eng.Inspect(ctx, n.opt.Container)
 	if err != nil {
-		return "", err
+		return "", n.wrap(err)
 	}
 	if !info.Running {
-		return "", fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrNodeDown)
+		return "", fmt.Errorf("%s: %w", n.label(), rotation.ErrNodeDown)
 	}
 	port, err := n.eng.HostPort(ctx, info.ID, 6333)
 	if err != nil {
-		return "", fmt.Errorf("node %s: no url configured and %w", n.opt.Container, err)
+		return "", fmt.Errorf("%s: no url configured and %w", n.label(), err)
 	}
 	scheme := "http"
 	if n.opt.HTTPS {
 		scheme = "https"
 	}
-	n.url = fmt.Sprintf("%s://127.0.0.1:%d", scheme, port)
+	n.url = fmt.Sprintf("%s://%s", scheme, net.JoinHostPort(n.eng.PublishHost(), strconv.Itoa(port)))
 	return n.url, nil
 }
 
@@ -302,7 +322,7 @@ func (n *Node) hostConfigPath(info ContainerInfo) (string, error) {
 			return filepath.Join(m.Source, rel), nil
 		}
 	}
-	return "", fmt.Errorf("node %s: config_path %s is not on a bind mount of the container; mount the file or its folder from the host", n.opt.Container, n.opt.ConfigPath)
+	return "", fmt.Errorf("%s: config_path %s is not on a bind mount of the container; mount the file or its folder from the host", n.label(), n.opt.ConfigPath)
 }
 
 // anonymousVolume matches the names Docker gives volumes nobody named.

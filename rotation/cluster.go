@@ -255,7 +255,7 @@ func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) ([]
 // only the restarted one: the others must have seen its replicas come back before the next node goes down.
 func (r *Rotator) waitSettled(ctx context.Context, when string, key Key, nodes ...Node) error {
 	last := ""
-	err := Retry(ctx, r.opt.ReadyTimeout, func() error {
+	err := Poll(ctx, r.opt.ReadyTimeout, func() error {
 		for _, m := range nodes {
 			cn, ok := m.(ClusterNode)
 			if !ok {

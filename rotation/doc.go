@@ -11,7 +11,8 @@
 //   - rotator.go: Rotator, Rotate and its Report, and holder, the per-run value of one Rotate call: the lease it
 //     holds and the report it fills.
 //   - journal.go, lease.go: the write-ahead journal and the lease folded into it (check-and-set, one op id per
-//     change); renew.go: renewing the lease during a run, and writing the journal through it.
+//     change; progress-only changes ride on the next write, the fence before a side effect); renew.go: renewing
+//     the lease when a run writes nothing for a while, and writing the journal through it.
 //   - preflight.go: begin (the preflight, minting and journaling the new key), adopt, the check of every node.
 //   - phases.go: drive, the phase machine, and the step of each phase: publish, grace, retire, cut, rollback.
 //   - targets.go: the slots each step gives a node; nodesteps.go: moving the nodes one by one, fenced and checked.

@@ -45,6 +45,14 @@ type lease struct {
 	j       Journal
 	version int
 	lost    bool
+	// noted are changes that record progress only (a node done, a phase ended), made to the journal by the next
+	// write instead of a write of their own: every side effect is preceded by a write (a fence), which carries them,
+	// and a crash that loses them only repeats checks a rerun finds already done.
+	noted []func(*Journal)
+	// wrote is when the last successful write was sent, on this process's monotonic clock (zero: none yet).
+	wrote time.Time
+	// released: the lease was cleared by a write (the run's last); later writes and renewals do nothing.
+	released bool
 	// unsure is the write id of this holder's last write whose outcome it does not know (the call failed or was
 	// cancelled after it may have reached the store): a later conflict caused by that very write is not a lost lease.
 	unsure string
@@ -74,13 +82,38 @@ func acquire(ctx context.Context, store Store, dep, owner string, ttl time.Durat
 	return l, nil
 }
 
-// journal returns a copy of the journal as last written.
+// journal returns a copy of the journal as last written, with the changes noted since.
 func (l *lease) journal() Journal {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	j := l.j
 	j.NodesDone = slices.Clone(j.NodesDone)
+	for _, change := range l.noted {
+		change(&j)
+	}
 	return j
+}
+
+// note records a change that the next write makes (see lease.noted).
+func (l *lease) note(change func(*Journal)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.noted = append(l.noted, change)
+}
+
+// pending says whether noted changes wait for a write.
+func (l *lease) pending() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.noted) > 0
+}
+
+// sinceWrite is how long ago the last successful write was sent (monotonic clock), and whether the lease is
+// released.
+func (l *lease) sinceWrite() (time.Duration, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return time.Since(l.wrote), l.released
 }
 
 // update applies change to a copy of the journal, renews the lease, and writes it with check-and-set. A write that
@@ -90,18 +123,31 @@ func (l *lease) update(ctx context.Context, change func(*Journal)) error {
 	return l.write(ctx, change, true, newID())
 }
 
-// release clears the owner so the next rotator need not wait for the lease to expire.
+// release clears the owner so the next rotator need not wait for the lease to expire (unless the run's last write
+// did).
 func (l *lease) release(ctx context.Context) error {
 	return l.write(ctx, func(*Journal) {}, false, newID())
 }
 
-// write applies change and writes the journal under the write id opID (the same id for retries of one change).
+// write applies the noted changes and change, and writes the journal under the write id opID (the same id for
+// retries of one change). Once a write released the lease, writing fails with ErrLeaseLost (a release does nothing).
 func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opID string) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.lost {
+	if l.released && !hold {
+		return nil
+	}
+	if l.lost || l.released {
 		return ErrLeaseLost
 	}
+	noted, own := l.noted, change
+	change = func(j *Journal) {
+		for _, c := range noted {
+			c(j)
+		}
+		own(j)
+	}
+	sent := time.Now()
 	j := l.next(l.j, change, hold, opID)
 	version, err := l.store.WriteJournal(ctx, l.dep, j, l.version)
 	if errors.Is(err, ErrConflict) {
@@ -127,7 +173,7 @@ func (l *lease) write(ctx context.Context, change func(*Journal), hold bool, opI
 		l.unsure = opID
 		return fmt.Errorf("write journal: %w", err)
 	}
-	l.j, l.version, l.unsure = j, version, ""
+	l.j, l.version, l.unsure, l.noted, l.wrote, l.released = j, version, "", nil, sent, !hold
 	return nil
 }
 

@@ -191,17 +191,19 @@ func TestFrozenRotatorDoesNotPublishAfterAnotherRolledBack(t *testing.T) {
 			t.Errorf("the second rotator: %v, want a rollback", err)
 		}
 	}
+	staged := false // every node is staged: the publish's checks come next
 	wrap := func(n *rotationtest.Node) rotation.Node {
 		if n != last {
 			return n
 		}
 		return &pausingNode{Node: n, pause: takeover, at: func(k rotation.Key) bool {
 			// The last check before the publish: the last node refuses a key never issued.
-			j := b.journal()
-			return j.Phase == rotation.PhasePublishing && !k.Equal(b.k1) && !k.Equal(j.PendingKey)
+			return staged && !k.Equal(b.k1) && !k.Equal(b.journal().PendingKey)
 		}}
 	}
-	_, err := b.rotator("frozen", nil, wrap).Rotate(context.Background(), rotation.Request{})
+	_, err := b.rotator("frozen", nil, wrap, func(o *rotation.Options) {
+		o.Checkpoint = func(p string) { staged = staged || p == "staged" }
+	}).Rotate(context.Background(), rotation.Request{})
 	if !errors.Is(err, rotation.ErrLeaseLost) {
 		t.Fatalf("the frozen rotator ended with %v, want ErrLeaseLost", err)
 	}

@@ -31,9 +31,8 @@ func (h *holder) eachNode(ctx context.Context, t target, next Phase) error {
 		if err := context.Cause(ctx); err != nil {
 			return err
 		}
-		if err := h.writeJournal(ctx, func(j *Journal) { j.Node = n.Name() }); err != nil {
-			return err
-		}
+		// Written by the fence right before the node changes (with the nodes done before it), not apart.
+		h.noteJournal(func(j *Journal) { j.Node = n.Name() })
 		h.checkpoint(step + ":" + n.Name() + ":begin")
 		stepCtx := context.WithoutCancel(ctx)
 		if err := h.moveNode(stepCtx, h.lease.journal(), n, t); err != nil {
@@ -44,14 +43,12 @@ func (h *holder) eachNode(ctx context.Context, t target, next Phase) error {
 				return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 			}
 		}
-		if err := h.writeJournal(stepCtx, func(j *Journal) { j.markDone(n.Name()) }); err != nil {
-			return err
-		}
+		// Progress only: the next node's fence writes it (a crash before finds this node already done).
+		h.noteJournal(func(j *Journal) { j.markDone(n.Name()) })
 		h.checkpoint(step + ":" + n.Name() + ":done")
 	}
-	if err := h.writeJournal(ctx, func(j *Journal) { j.Phase, j.NodesDone, j.Node = next, nil, "" }); err != nil {
-		return err
-	}
+	// Progress only: the next phase writes it before its first side effect.
+	h.noteJournal(func(j *Journal) { j.Phase, j.NodesDone, j.Node = next, nil, "" })
 	h.checkpoint(step + "d")
 	return nil
 }
@@ -148,7 +145,7 @@ func (r *Rotator) answers(ctx context.Context, n Node, accept, refuse []Key) err
 // waitAccepts waits (up to ReadyTimeout) until n accepts key; a rejection or a stopped node ends the wait at once.
 func (r *Rotator) waitAccepts(ctx context.Context, n Node, key Key) error {
 	r.remember(key)
-	return Retry(ctx, r.opt.ReadyTimeout, func() error {
+	return Poll(ctx, r.opt.ReadyTimeout, func() error {
 		err := n.Probe(ctx, key)
 		if errors.Is(err, ErrRejected) || errors.Is(err, ErrNodeDown) {
 			return Permanent(fmt.Errorf("key %s: %w", r.fp(key), err))

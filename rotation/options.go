@@ -14,7 +14,8 @@ type Options struct {
 	Grace time.Duration
 	// ReadyTimeout bounds the wait for one node to come back and pass its checks.
 	ReadyTimeout time.Duration
-	// LeaseTTL is how long the lease holds without renewal (renewed every third of it).
+	// LeaseTTL is how long the lease holds without renewal (every journal write renews it; a third of it without
+	// one renews it on its own).
 	LeaseTTL time.Duration
 	// ReadOnly rotates the read-only slot too, through a read-JWT bridge so read-only clients see no window; it
 	// turns jwt_rbac on on every node. Without it the read-only slot is left as each node has it.
@@ -36,7 +37,8 @@ type Options struct {
 	Logger       *slog.Logger
 	// Observe receives progress events (optional).
 	Observe func(Event)
-	// Checkpoint is called at each phase boundary after the journal is written (optional; a test hook).
+	// Checkpoint is called at each phase boundary after the journal is written, or the change noted for the next
+	// write when it only records progress (optional; a test hook).
 	Checkpoint func(point string)
 	// Clock is the time source (default SystemClock).
 	Clock Clock

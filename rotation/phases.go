@@ -187,9 +187,10 @@ func (h *holder) publish(ctx context.Context) error {
 		h.emitJ(j, Event{Step: "published", Message: fmt.Sprintf("%d named keys minted for the new key and published (%d of %d this run)", len(h.opt.Keys), n, len(h.opt.Keys))})
 		h.checkpoint("keys published")
 	}
-	if err := h.writeJournal(ctx, func(j *Journal) { j.Phase, j.PublishedAt = next, h.now() }); err != nil {
-		return err
-	}
+	// Progress only: written by the next fence, or before the grace's wait (a crash before publishes again, which
+	// finds its own record).
+	now := h.now()
+	h.noteJournal(func(j *Journal) { j.Phase, j.PublishedAt = next, now })
 	h.checkpoint("published")
 	return nil
 }
@@ -261,6 +262,11 @@ func (h *holder) grace(ctx context.Context) error {
 	j := h.lease.journal()
 	wait := j.PublishedAt.Add(h.opt.Grace).Sub(h.now())
 	if wait > 0 {
+		if h.lease.pending() { // the journal says grace (and since when) while it waits
+			if err := h.writeJournal(ctx, func(*Journal) {}); err != nil {
+				return err
+			}
+		}
 		h.emitJ(j, Event{Step: "grace", Message: fmt.Sprintf("waiting %s for consumers to move to the new key", wait.Round(time.Millisecond))})
 		select {
 		case <-ctx.Done():
@@ -272,9 +278,8 @@ func (h *holder) grace(ctx context.Context) error {
 	if j.InternalAuth {
 		next = PhaseSwapping
 	}
-	if err := h.writeJournal(ctx, func(j *Journal) { j.Phase, j.NodesDone = next, nil }); err != nil {
-		return err
-	}
+	// Progress only: the first node step's fence writes it.
+	h.noteJournal(func(j *Journal) { j.Phase, j.NodesDone = next, nil })
 	h.checkpoint("grace")
 	return nil
 }
@@ -312,6 +317,13 @@ func (h *holder) unpromote(ctx context.Context, cause error) error {
 // retire labels the old key retired in the store and ends the rotation.
 func (h *holder) retire(ctx context.Context) error {
 	j := h.lease.journal()
+	if h.lease.pending() {
+		// The journal says retiring before anything is retired: no rerun goes back to a phase whose nodes still
+		// accept the old key.
+		if err := h.writeJournal(ctx, func(*Journal) {}); err != nil {
+			return err
+		}
+	}
 	if h.opt.ReadOnly && !j.PendingReadOnly.IsZero() {
 		rec := KeyRecord{Key: j.PendingReadOnly, Kind: CredentialKey, Fingerprint: h.fp(j.PendingReadOnly), Since: h.now(), RotationID: j.RotationID}
 		if err := h.publishFenced(ctx, rec, j.ReadOnlyBase, "read-only key"); err != nil {
@@ -346,7 +358,7 @@ func (h *holder) retire(ctx context.Context) error {
 			}
 		}
 	}
-	if err := h.writeJournal(ctx, func(j *Journal) { j.Phase, j.Node, j.Error = PhaseDone, "", ""; j.forgetKeys() }); err != nil {
+	if err := h.endJournal(ctx, func(j *Journal) { j.Phase, j.Node, j.Error = PhaseDone, "", ""; j.forgetKeys() }); err != nil {
 		return err
 	}
 	h.emitJ(j, Event{Step: "retired", Fingerprint: h.fp(j.OldKey), Message: "old key refused by every node and retired"})
@@ -399,7 +411,7 @@ func (h *holder) rollback(ctx context.Context) error {
 			return fmt.Errorf("rollback: %w", err)
 		}
 	}
-	if err := h.writeJournal(ctx, func(j *Journal) { j.Phase, j.Node, j.NodesDone = PhaseRolledBack, "", nil; j.forgetKeys() }); err != nil {
+	if err := h.endJournal(ctx, func(j *Journal) { j.Phase, j.Node, j.NodesDone = PhaseRolledBack, "", nil; j.forgetKeys() }); err != nil {
 		return err
 	}
 	h.checkpoint("rolled_back")

@@ -34,15 +34,26 @@ func (r *Rotator) keepRenewed(ctx context.Context, l *lease) (context.Context, f
 	return ctx, release
 }
 
-// renew renews l every third of its TTL until ctx ends; losing the lease calls cancel with ErrLeaseLost.
+// renew renews l once a third of its TTL has passed since its last write (every journal write renews it: a rotation
+// busy with its nodes needs no renewal of its own) until ctx ends; losing the lease calls cancel with ErrLeaseLost.
 func (r *Rotator) renew(ctx context.Context, l *lease, cancel context.CancelCauseFunc) {
-	t := time.NewTicker(r.opt.LeaseTTL / 3)
+	every := r.opt.LeaseTTL / 3
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			since, released := l.sinceWrite()
+			if released {
+				return
+			}
+			if since < every {
+				t.Reset(every - since)
+				continue
+			}
+			t.Reset(every)
 			if err := l.update(ctx, func(*Journal) {}); errors.Is(err, ErrLeaseLost) {
 				r.opt.Logger.Error("lease lost; stopping", "deployment", r.opt.Deployment)
 				cancel(ErrLeaseLost)
@@ -58,12 +69,34 @@ func (r *Rotator) renew(ctx context.Context, l *lease, cancel context.CancelCaus
 // retrying transient store errors. Every attempt carries the same write id, so an attempt that Vault applied but
 // whose answer was lost is recognised by the next one instead of looking like a lost lease.
 func (h *holder) writeJournal(ctx context.Context, change func(*Journal)) error {
+	return h.writeJournalHold(ctx, change, true)
+}
+
+// noteJournal records a change that only records progress (a node done, a phase ended); the next journal write
+// makes it (see lease.noted).
+func (h *holder) noteJournal(change func(*Journal)) { h.lease.note(change) }
+
+// endJournal writes the journal's final change: when nothing follows in this run, the write also releases the lease
+// (the release's own write is then skipped).
+func (h *holder) endJournal(ctx context.Context, change func(*Journal)) error {
+	return h.writeJournalHold(ctx, change, !h.last(change))
+}
+
+func (h *holder) writeJournalHold(ctx context.Context, change func(*Journal), hold bool) error {
 	opID := newID()
 	return Retry(ctx, h.opt.ReadyTimeout, func() error {
-		err := h.lease.write(ctx, change, true, opID)
+		err := h.lease.write(ctx, change, hold, opID)
 		if errors.Is(err, ErrLeaseLost) {
 			return Permanent(err)
 		}
 		return err
 	})
+}
+
+// last says whether a journal write making change is this run's last: a rotation ends with it, and no emergency
+// follows in the same run (Rotate begins one after a scheduled rotation it finished rolling back).
+func (h *holder) last(change func(*Journal)) bool {
+	j := h.lease.journal()
+	change(&j)
+	return j.Phase.Final() && (!h.emergency || j.Kind == KindEmergency)
 }

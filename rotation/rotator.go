@@ -79,7 +79,7 @@ func (r *Rotator) Rotate(ctx context.Context, req Request) (rep Report, err erro
 	}
 	ctx, release := r.keepRenewed(ctx, l)
 	defer func() { err = release(err) }()
-	h := &holder{Rotator: r, lease: l, rep: &rep}
+	h := &holder{Rotator: r, lease: l, rep: &rep, emergency: req.Emergency}
 
 	// Put straight what a crash may have left half-done on the nodes (a container swap), under the lease.
 	for _, n := range r.nodes {
@@ -112,6 +112,8 @@ type holder struct {
 	*Rotator
 	lease *lease
 	rep   *Report
+	// emergency: the run was asked for an emergency (it may follow a rollback with one).
+	emergency bool
 }
 
 // resumeOrBegin takes up the rotation an earlier run left unfinished in the journal (planned again for what the

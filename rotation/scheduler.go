@@ -53,6 +53,10 @@ func (m *Manager) scheduleLoop(name string, d *managed, poll time.Duration) {
 		if !next.IsZero() && !now.Before(next) {
 			pending, next = true, d.schedule.NextCron(now)
 		}
+		if m.busy(d) { // a run of it is queued or running and does the same job: nothing to read from Vault
+			pending = false
+			continue
+		}
 		reason := m.due(name, d, now, pending)
 		if reason == "" {
 			m.refreshKeys(name, d)
@@ -107,13 +111,17 @@ func (m *Manager) refreshKeys(name string, d *managed) {
 	}
 }
 
+// busy says whether the deployment's single flight is held (a run queued or running).
+func (m *Manager) busy(d *managed) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return d.running != ""
+}
+
 // checkOpen probes the deployment's nodes with a key never issued, unless a run of it is in flight (the run checks
 // every node it touches), and keeps the result for the API and metrics.
 func (m *Manager) checkOpen(name string, d *managed) {
-	m.mu.Lock()
-	busy := d.running != ""
-	m.mu.Unlock()
-	if busy {
+	if m.busy(d) {
 		return
 	}
 	open := d.rot.OpenNodes(m.ctx)

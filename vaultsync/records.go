@@ -77,21 +77,28 @@ func (s *Store) Publish(ctx context.Context, deployment string, slot rotation.Sl
 	if err != nil {
 		return 0, err
 	}
+	// One metadata write, no read: check-and-set required from the first version on, and the labels. Labels of
+	// pruned versions and the retention are looked after when a version is retired (Retire), once per rotation.
+	patch := map[string]any{}
 	if cas == 0 {
-		if err := s.requireCAS(ctx, path, 0); err != nil {
-			return version, err
-		}
+		patch["cas_required"] = true
 	}
-	if slot != rotation.SlotAdmin && slot != rotation.SlotReadOnly {
-		// Named keys are not labelled: each rotation re-mints thousands of them, and one signed with a retired
-		// admin key is refused by every node anyway.
+	// Named keys are not labelled: each rotation re-mints thousands of them, and one signed with a retired admin
+	// key is refused by every node anyway.
+	if slot == rotation.SlotAdmin || slot == rotation.SlotReadOnly {
+		labels := map[string]any{"v" + strconv.Itoa(version): "current " + rec.Since.UTC().Format(time.RFC3339)}
+		if cas > 0 {
+			labels["v"+strconv.Itoa(cas)] = "previous"
+		}
+		patch["custom_metadata"] = labels
+	}
+	if len(patch) == 0 {
 		return version, nil
 	}
-	labels := map[string]string{"v" + strconv.Itoa(version): "current " + rec.Since.UTC().Format(time.RFC3339)}
-	if cas > 0 {
-		labels["v"+strconv.Itoa(cas)] = "previous"
+	if _, err := s.client.Logical().JSONMergePatch(ctx, s.mount+"/metadata/"+path, patch); err != nil {
+		return version, fmt.Errorf("vault: metadata of %s/%s: %w", s.mount, path, classify(err))
 	}
-	return version, s.labelVersions(ctx, path, labels, rec.Since)
+	return version, nil
 }
 
 // Retire implements rotation.Store.
@@ -109,6 +116,9 @@ func (s *Store) ReadJournal(ctx context.Context, deployment string) (rotation.Jo
 	}
 	if err != nil {
 		return rotation.Journal{}, 0, err
+	}
+	if f["one_version"] == "true" {
+		s.oneVersion.Store(s.journalPath(deployment), true)
 	}
 	j := rotation.Journal{
 		Owner: f["owner"], RotationID: f["rotation_id"], Kind: rotation.Kind(f["kind"]), Phase: rotation.Phase(f["phase"]),
@@ -149,7 +159,18 @@ func (s *Store) WriteJournal(ctx context.Context, deployment string, j rotation.
 		return t.UTC().Format(timeFormat)
 	}
 	path := s.journalPath(deployment)
-	version, err := s.Put(ctx, path, map[string]string{
+	_, oneVersion := s.oneVersion.Load(path)
+	if !oneVersion && cas > 0 && j.Phase.Final() {
+		// One version only: a journal's earlier versions hold the keys of rotations that have ended. Check-and-set
+		// still works (version numbers keep counting). A journal made before this was set at its creation gets it
+		// at an ending, before the write that says so (one_version), so no later process asks again.
+		if err := s.requireCAS(ctx, path, 1); err != nil {
+			return 0, err
+		}
+		s.oneVersion.Store(path, true)
+		oneVersion = true
+	}
+	fields := map[string]string{
 		"owner": j.Owner, "lease_until": ts(j.LeaseUntil), "rotation_id": j.RotationID, "kind": string(j.Kind),
 		"phase": string(j.Phase), "node": j.Node, "nodes_done": strings.Join(j.NodesDone, ","),
 		"pending_key": j.PendingKey.Reveal(), "old_key": j.OldKey.Reveal(), "base_version": strconv.Itoa(j.BaseVersion),
@@ -158,11 +179,13 @@ func (s *Store) WriteJournal(ctx context.Context, deployment string, j rotation.
 		"published_at": ts(j.PublishedAt), "started_at": ts(j.StartedAt), "updated_at": ts(j.UpdatedAt),
 		"error": j.Error, "op_id": j.OpID, "old_fingerprint": j.OldFingerprint, "pending_fingerprint": j.PendingFingerprint,
 		"internal_auth": strconv.FormatBool(j.InternalAuth),
-	}, cas)
-	if _, done := s.oneVersion.Load(path); err == nil && !done && (cas == 0 || j.Phase.Final()) {
-		// One version only: a journal's earlier versions hold the keys of rotations that have ended. Check-and-set
-		// still works (version numbers keep counting). Set at creation, and once per process at an ending for
-		// journals made before.
+	}
+	if oneVersion {
+		fields["one_version"] = "true"
+	}
+	version, err := s.Put(ctx, path, fields, cas)
+	if err == nil && cas == 0 {
+		// Set at creation; the next write says so.
 		if err = s.requireCAS(ctx, path, 1); err == nil {
 			s.oneVersion.Store(path, true)
 		}

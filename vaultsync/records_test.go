@@ -74,9 +74,15 @@ func TestStoreAgainstDevServer(t *testing.T) {
 	if err != nil || old.Data == nil {
 		t.Errorf("retired version 1 is no longer readable within its retention: %v", err)
 	}
-	// Past the retention, the next label write soft-deletes the retired version; the current one stays.
+	// Past the retention, the next retirement soft-deletes the retired version; the current one stays.
 	k3, _ := rotation.NewKey()
 	if _, err := store.Publish(ctx, "prod", rotation.SlotAdmin, rotation.KeyRecord{Key: k3, Since: t0.Add(3 * time.Hour), RotationID: "r3"}, 2); err != nil {
+		t.Fatal(err)
+	}
+	if old, err = client.KVv2("secret").GetVersion(ctx, "qdrant/deployments/prod/admin", 1); err != nil || old.Data == nil {
+		t.Errorf("a publish soft-deleted version 1 (err %v): the retention is applied when a version is retired", err)
+	}
+	if err := store.Retire(ctx, "prod", rotation.SlotAdmin, 2, t0.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	old, err = client.KVv2("secret").GetVersion(ctx, "qdrant/deployments/prod/admin", 1)

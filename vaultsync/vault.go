@@ -191,6 +191,15 @@ func (s *Store) KeepLoggedIn(ctx context.Context, logger *slog.Logger) {
 			continue
 		}
 		wait = time.Second
+		// The token was just issued or renewed; the watcher renews at once when it starts, so it starts when a
+		// renewal is due (two thirds into the lease), not now: one renewal per lease, not two.
+		if sec.Auth != nil && sec.Auth.LeaseDuration > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(sec.Auth.LeaseDuration) * time.Second * 2 / 3):
+			}
+		}
 		w, err := s.client.NewLifetimeWatcher(&api.LifetimeWatcherInput{Secret: sec})
 		if err != nil {
 			logger.Warn("vault token cannot be watched", "error", err)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/qdrantrotator/rotator/config"
@@ -34,9 +35,14 @@ type app struct {
 	logger   *slog.Logger
 	env      func(string) string
 	store    *vaultsync.Store
-	engine   *qdrantctl.Engine
 	fp       rotation.Fingerprinter
-	byLabel  map[string][]string // deployment -> containers found by its label (containers)
+
+	mu sync.Mutex
+	// engines are the Docker Engines opened so far, one per distinct address, shared by the nodes on it.
+	engines map[qdrantctl.EngineAddress]*qdrantctl.Engine
+	byLabel map[string][]string // deployment -> containers found by its label (containers)
+	// foundOn is, for a deployment selected by label, the engine each of its containers was found on.
+	foundOn map[string]map[string]qdrantctl.EngineAddress
 }
 
 // newApp loads the config and connects to Vault and Docker. The fingerprint secret is created in Vault by the first
@@ -82,13 +88,94 @@ func newApp(ctx context.Context, c common, env func(string) string, logger *slog
 	if a.fp, err = a.fingerprinter(ctx); err != nil {
 		return nil, err
 	}
-	if a.engine, err = qdrantctl.NewEngine(ctx); err != nil {
-		return nil, err
+	// The engines of the selected deployments are opened now: one that does not answer fails the command at once.
+	for _, d := range selected {
+		for _, addr := range engineAddresses(d) {
+			if _, err := a.engine(ctx, addr); err != nil {
+				a.close()
+				return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+			}
+		}
 	}
 	return a, nil
 }
 
-func (a *app) close() { a.engine.Close() }
+// close closes every engine the command opened.
+func (a *app) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, e := range a.engines {
+		e.Close()
+	}
+	a.engines = nil
+}
+
+// engineAddress is where a config's engine is; an unset host is the DOCKER_* environment.
+func engineAddress(e config.DockerEngine) qdrantctl.EngineAddress {
+	if e.Host == "" {
+		return qdrantctl.EngineAddress{}
+	}
+	addr := qdrantctl.EngineAddress{Host: e.Host, TLSVerify: e.TLSVerify}
+	if e.TLSVerify {
+		addr.CertPath = e.CertDir()
+	}
+	return addr
+}
+
+// defaultEngine is the engine of a deployment's containers that docker_hosts does not name.
+func defaultEngine(d config.Deployment) qdrantctl.EngineAddress {
+	if d.Docker == nil {
+		return qdrantctl.EngineAddress{}
+	}
+	return engineAddress(*d.Docker)
+}
+
+// engineAddresses are the distinct engines a deployment names: its default engine first, then those of
+// docker_hosts in the order of their addresses.
+func engineAddresses(d config.Deployment) []qdrantctl.EngineAddress {
+	out := []qdrantctl.EngineAddress{defaultEngine(d)}
+	var rest []qdrantctl.EngineAddress
+	for _, e := range d.DockerHosts {
+		if addr := engineAddress(e); !slices.Contains(out, addr) && !slices.Contains(rest, addr) {
+			rest = append(rest, addr)
+		}
+	}
+	slices.SortFunc(rest, func(x, y qdrantctl.EngineAddress) int { return strings.Compare(x.String(), y.String()) })
+	return append(out, rest...)
+}
+
+// engine returns the open engine at addr, opening it on first use.
+func (a *app) engine(ctx context.Context, addr qdrantctl.EngineAddress) (*qdrantctl.Engine, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if e, ok := a.engines[addr]; ok {
+		return e, nil
+	}
+	e, err := qdrantctl.DialEngine(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	if a.engines == nil {
+		a.engines = map[qdrantctl.EngineAddress]*qdrantctl.Engine{}
+	}
+	a.engines[addr] = e
+	return e, nil
+}
+
+// engineOf is the engine of one of a deployment's containers: the one it was found on (label), else its
+// docker_hosts entry, else the deployment's engine.
+func (a *app) engineOf(d config.Deployment, name string) qdrantctl.EngineAddress {
+	a.mu.Lock()
+	addr, found := a.foundOn[d.Name][name]
+	a.mu.Unlock()
+	if found {
+		return addr
+	}
+	if e, ok := d.DockerHosts[name]; ok {
+		return engineAddress(e)
+	}
+	return defaultEngine(d)
+}
 
 // fingerprinter returns the fingerprinter keyed by the secret kept in Vault; create=false (dry runs, status,
 // verify) never writes, falling back to a one-off secret when none exists yet.
@@ -101,22 +188,52 @@ func (a *app) fingerprinter(ctx context.Context) (rotation.Fingerprinter, error)
 }
 
 // containers are a deployment's container names: listed, or found by label (asked of Docker once per command, as
-// every deployment's rotator checks its containers against every other deployment's).
+// every deployment's rotator checks its containers against every other deployment's). A label is looked up on every
+// engine the deployment names (docker and each of docker_hosts). A name of docker_hosts is taken from its own engine
+// only (a namesake elsewhere is another container) and must be found there; another name found on two engines is
+// refused.
 func (a *app) containers(ctx context.Context, d config.Deployment) ([]string, error) {
 	if d.Label == "" {
 		return d.Containers, nil
 	}
-	if names, ok := a.byLabel[d.Name]; ok {
+	a.mu.Lock()
+	names, ok := a.byLabel[d.Name]
+	a.mu.Unlock()
+	if ok {
 		return names, nil
 	}
-	names, err := a.engine.ContainersByLabel(ctx, d.Label)
-	if err != nil {
-		return nil, err
+	on := map[string]qdrantctl.EngineAddress{}
+	for _, addr := range engineAddresses(d) {
+		eng, err := a.engine(ctx, addr)
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+		}
+		found, err := eng.ContainersByLabel(ctx, d.Label)
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: docker engine %s: %w", d.Name, addr, err)
+		}
+		for _, name := range found {
+			if e, ok := d.DockerHosts[name]; ok && engineAddress(e) != addr {
+				continue // docker_hosts puts it elsewhere: this one is another container of the same name
+			}
+			if other, dup := on[name]; dup {
+				return nil, usageError{fmt.Errorf("deployment %s: container %s has label %s on docker engines %s and %s; give each node a name of its own", d.Name, name, d.Label, other, addr)}
+			}
+			on[name] = addr
+		}
 	}
+	for name, e := range d.DockerHosts {
+		if _, ok := on[name]; !ok {
+			return nil, usageError{fmt.Errorf("deployment %s: docker_hosts.%s: no container %s with label %s on docker engine %s", d.Name, name, name, d.Label, engineAddress(e))}
+		}
+	}
+	names = slices.Sorted(maps.Keys(on))
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.byLabel == nil {
-		a.byLabel = map[string][]string{}
+		a.byLabel, a.foundOn = map[string][]string{}, map[string]map[string]qdrantctl.EngineAddress{}
 	}
-	a.byLabel[d.Name] = names
+	a.byLabel[d.Name], a.foundOn[d.Name] = names, on
 	return names, nil
 }
 
@@ -140,7 +257,7 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 			return nil, err
 		}
 		for _, name := range names {
-			if slices.Contains(theirs, name) {
+			if slices.Contains(theirs, name) && a.engineOf(d, name) == a.engineOf(other, name) {
 				return nil, usageError{fmt.Errorf("container %s belongs to deployments %s and %s: rotating one would lock the other's clients out; give each container to one deployment", name, d.Name, other.Name)}
 			}
 		}
@@ -153,7 +270,7 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 		}
 		tlsCfg = c
 	}
-	qnodes, err := a.nodes(d, names, tlsCfg)
+	qnodes, err := a.nodesCtx(ctx, d, names, tlsCfg)
 	if err != nil {
 		return nil, err
 	}
@@ -187,11 +304,20 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 // secret (daemons, `rotator audit`), so none counts another's probes as a client's denied requests.
 func (a *app) requestTag() string { return "qdrant-rotator-" + a.fp.Tag("own-request") }
 
-// nodes are the Qdrant nodes of a deployment's containers.
+// nodes are the Qdrant nodes of a deployment's containers, each on its engine.
 func (a *app) nodes(d config.Deployment, names []string, tlsCfg *tls.Config) ([]*qdrantctl.Node, error) {
+	return a.nodesCtx(context.Background(), d, names, tlsCfg)
+}
+
+// nodesCtx is nodes with the context an engine not yet open is opened with.
+func (a *app) nodesCtx(ctx context.Context, d config.Deployment, names []string, tlsCfg *tls.Config) ([]*qdrantctl.Node, error) {
 	nodes := make([]*qdrantctl.Node, 0, len(names))
 	for _, name := range names {
-		n, err := qdrantctl.NewNode(a.engine, qdrantctl.NodeOptions{
+		eng, err := a.engine(ctx, a.engineOf(d, name))
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: node %s: %w", d.Name, name, err)
+		}
+		n, err := qdrantctl.NewNode(eng, qdrantctl.NodeOptions{
 			Container: name, Mode: qdrantctl.Mode(d.Mode), ConfigPath: d.ConfigPath, URL: d.URLs[name],
 			HTTPS: d.TLS != nil, TLS: tlsCfg, StopTimeout: d.StopTimeout.Std(), RequestTag: a.requestTag(),
 		})

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -200,28 +201,33 @@ func BenchmarkClusterRotation(b *testing.B) {
 			if internal {
 				passes = 3
 			}
-			var bare, full time.Duration
+			var bare, full, bareRestarts time.Duration
 			var requests int
 			var rejections []string
+			var trace rotationTrace
 			for i := 0; i < b.N; i++ {
 				c := f.startClusterClient()
 				start := time.Now()
 				for p := 0; p < passes; p++ {
 					for _, name := range f.names {
+						t0 := time.Now()
 						if err := f.h.Engine.Restart(context.Background(), name, 10*time.Second); err != nil {
 							b.Fatal(err)
 						}
 						f.waitActive(f.k1, 60*time.Second)
+						bareRestarts += time.Since(t0)
 					}
 				}
 				bare += time.Since(start)
 				start = time.Now()
-				code, out := f.rotator("rotate")
-				full += time.Since(start)
+				code, out := f.rotator("rotate", "--output", "json")
+				end := time.Now()
+				full += end.Sub(start)
 				c.Stop()
 				if code != exitOK {
 					b.Fatalf("rotate exited %d:\n%s", code, out)
 				}
+				trace.add(b, start, end, out)
 				c.mu.Lock()
 				requests, rejections = requests+c.requests, append(rejections, c.rejections...)
 				c.mu.Unlock()
@@ -232,6 +238,54 @@ func BenchmarkClusterRotation(b *testing.B) {
 			b.ReportMetric(float64(len(rejections)), "rejections")
 			fmt.Printf("cluster rotation (3 peers, rf 2, enforce_internal_auth=%v, %d restarts): bare rolling restarts with recovery %s, full rotation %s, ratio %.3f (target <= 1.10); client %d requests, %d rejections\n",
 				internal, passes*3, (bare / time.Duration(b.N)).Round(time.Millisecond), (full / time.Duration(b.N)).Round(time.Millisecond), ratio, requests, len(rejections))
+			fmt.Printf("  where the time goes, mean per rotation: bare restart+settle %s per peer restart; rotation %s\n",
+				(bareRestarts / time.Duration(b.N*passes*3)).Round(time.Millisecond), trace.summary(b.N))
 		})
 	}
+}
+
+// rotationTrace sums where a rotation's time goes, from its events (rotate --output json): before the first node
+// restarts (start-up, preflight, the first journal writes), each node's restart and checks ("restarting" to
+// "checked"), the time between one node's checks and the next node's restart (settling, ordering, journal writes,
+// the fence), and after the last node's checks (settling, publish, retire, the process's end).
+type rotationTrace struct {
+	before, restarts, between, after time.Duration
+	nodeSteps                        int
+}
+
+func (t *rotationTrace) add(b *testing.B, start, end time.Time, out string) {
+	var res struct {
+		Results []struct {
+			Events []rotation.Event `json:"events"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Results) != 1 {
+		b.Fatalf("rotate --output json: %v", err)
+	}
+	var restarting, lastChecked time.Time
+	for _, e := range res.Results[0].Events {
+		switch {
+		case strings.HasPrefix(e.Message, "restarting: "):
+			if lastChecked.IsZero() {
+				t.before += e.Time.Sub(start)
+			} else {
+				t.between += e.Time.Sub(lastChecked)
+			}
+			restarting = e.Time
+		case strings.HasPrefix(e.Message, "checked: ") && !restarting.IsZero():
+			t.restarts += e.Time.Sub(restarting)
+			t.nodeSteps++
+			lastChecked, restarting = e.Time, time.Time{}
+		}
+	}
+	if lastChecked.IsZero() {
+		b.Fatal("the rotation restarted no node")
+	}
+	t.after += end.Sub(lastChecked)
+}
+
+func (t *rotationTrace) summary(n int) string {
+	per := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Millisecond) }
+	return fmt.Sprintf("before the first restart %s, %d node restarts with their checks %s (%s each), between nodes %s, after the last %s",
+		per(t.before), t.nodeSteps/n, per(t.restarts), (t.restarts / time.Duration(max(t.nodeSteps, 1))).Round(time.Millisecond), per(t.between), per(t.after))
 }

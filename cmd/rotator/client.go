@@ -78,7 +78,7 @@ func remoteRotate(ctx context.Context, server, tokenFile, deployment string, req
 			fmt.Fprintf(stdout, "%s  %-11s %-12s %-9s %-14s %s\n", e.Time.UTC().Format("15:04:05.000"), e.Deployment, e.Phase, e.Step, e.Node, withFP(e.Message, e.Fingerprint))
 		}
 		shown = len(run.Events)
-		if run.State != rotation.RunRunning {
+		if run.State.Final() { // queued, then running, then an outcome
 			fmt.Fprintf(stdout, "rotation %s: %s in %.1fs\n", run.ID, run.State, run.Seconds)
 			if run.Plan != nil {
 				printPlan(stdout, *run.Plan)

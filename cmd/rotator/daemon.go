@@ -20,8 +20,9 @@ import (
 )
 
 // cmdDaemon runs the rotation daemon until ctx ends (SIGTERM): schedules, the HTTP API, metrics, audit events.
-// On SIGTERM it stops taking requests, lets each running rotation finish its current node step (or stop at the
-// next safe point, leaving the journal resumable), and exits.
+// At most daemon.max_parallel deployments rotate at once; the others wait, queued. On SIGTERM it stops taking
+// requests, lets each running rotation finish its current node step (or stop at the next safe point, leaving the
+// journal resumable), ends each queued run having done nothing, and exits.
 func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer, logger *slog.Logger) error {
 	var listen string
 	c, err := parseFlags("daemon", args, stderr, func(fs *flag.FlagSet) {
@@ -63,6 +64,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 			}
 		},
 	})
+	mgr.SetMaxParallel(int(d.MaxParallel))
 	metrics = daemon.NewMetrics(mgr)
 	findings := &daemon.Findings{}
 	metrics.WatchFindings(findings)
@@ -101,7 +103,7 @@ func cmdDaemon(ctx context.Context, args []string, env func(string) string, stdo
 	auditing.Add(2)
 	go func() { defer auditing.Done(); a.auditEvery(runCtx, d.AuditInterval.Std(), findings, audit) }()
 	go func() { defer auditing.Done(); watcher.Run(runCtx, d.PollInterval.Std()) }()
-	logger.Info("daemon started", "listen", ln.Addr().String(), "deployments", len(a.selected))
+	logger.Info("daemon started", "listen", ln.Addr().String(), "deployments", len(a.selected), "max_parallel", int(d.MaxParallel))
 
 	var failed error
 	select {

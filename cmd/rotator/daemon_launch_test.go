@@ -166,7 +166,7 @@ func (d *daemonUnderTest) request(t testing.TB, method, path, token, body string
 	return resp.StatusCode, resp.Header
 }
 
-// waitRun polls a run until it is no longer running, and returns it.
+// waitRun polls a run until it has ended (neither queued nor running), and returns it.
 func (d *daemonUnderTest) waitRun(t testing.TB, token, id string) rotation.Run {
 	t.Helper()
 	var run rotation.Run
@@ -175,7 +175,7 @@ func (d *daemonUnderTest) waitRun(t testing.TB, token, id string) rotation.Run {
 		if code, _ := d.request(t, http.MethodGet, "/v1/rotations/"+id, token, "", &run); code != 200 {
 			t.Fatalf("GET rotation %s: HTTP %d", id, code)
 		}
-		return run.State != rotation.RunRunning, nil
+		return run.State.Final(), nil
 	})
 	return run
 }
@@ -186,7 +186,7 @@ func (d *daemonUnderTest) waitPhase(t testing.TB, token, id string, phase rotati
 	wait.Until(t, "run "+id+" to reach phase "+string(phase), 30*time.Second, func() (bool, error) {
 		var run rotation.Run
 		d.request(t, http.MethodGet, "/v1/rotations/"+id, token, "", &run)
-		if run.Phase != phase && run.State != rotation.RunRunning {
+		if run.Phase != phase && run.State.Final() {
 			t.Fatalf("run ended %s before phase %s", run.State, phase)
 		}
 		return run.Phase == phase, nil

@@ -200,7 +200,9 @@ func TestDaemonSchedules(t *testing.T) {
 		f := newFixture(t, fixtureOpts{nodes: 2, mode: "file", grace: "0s", top: "daemon:\n  poll_interval: 200ms\n",
 			extra: "    schedule: \"0 3 * * 0\"\n    max_age: 4s\n"})
 		d := f.startDaemon(daemonOpts{})
-		wait.Until(t, "two scheduled rotations (Vault version 3)", 40*time.Second, func() (bool, error) {
+		// The second max-age run starts no sooner than poll + ready_timeout (30 s) after the first began (the guard
+		// against skewed clocks), and a rotation of two nodes can take 15 s on a loaded 2-core machine.
+		wait.Until(t, "two scheduled rotations (Vault version 3)", 120*time.Second, func() (bool, error) {
 			v := f.current().Version
 			return v >= 3, fmt.Errorf("Vault version %d; the daemon's output:\n%s", v, d.out)
 		})

@@ -24,23 +24,7 @@ func TestFrozenRotatorProcessAppliesNothingStale(t *testing.T) {
 			bin := buildRotator(t)
 			f := newFixture(t, fixtureOpts{nodes: 2, mode: mode})
 			k1 := f.current().Key
-			out := &syncbuf.Buffer{}
-			a := exec.Command(bin, "rotate", "--config", f.config)
-			a.Env = []string{"PATH=" + os.Getenv("PATH"), freezeHookEnv + "=stage:" + f.names[1] + ":begin"}
-			a.Stdout, a.Stderr = out, out
-			if err := a.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan int, 1)
-			go func() { _ = a.Wait(); done <- a.ProcessState.ExitCode() }()
-			t.Cleanup(func() {
-				_ = a.Process.Signal(syscall.SIGCONT)
-				_ = a.Process.Kill()
-				f.mu.Lock()
-				f.outputs.WriteString(out.String())
-				f.mu.Unlock()
-			})
-			waitStopped(t, a.Process.Pid, done)
+			a, out, done := f.startFrozenRotator(bin, "stage:"+f.names[1]+":begin")
 			time.Sleep(3500 * time.Millisecond) // past the fixture's lease_ttl (3s)
 			if code, text := f.rotator("rotate"); code != exitOK || !strings.Contains(text, "resumed") {
 				t.Fatalf("the second rotator exited %d, want 0 resuming the frozen one's rotation:\n%s", code, text)
@@ -69,8 +53,34 @@ func TestFrozenRotatorProcessAppliesNothingStale(t *testing.T) {
 	}
 }
 
+// startFrozenRotator runs `rotator rotate` as a process of its own that freezes itself (SIGSTOP) at a checkpoint,
+// and waits until it has; it returns the process, its output and a channel of its exit code. The test's cleanup
+// resumes and kills it and adds its output to the leak check.
+func (f *fixture) startFrozenRotator(bin, point string) (*exec.Cmd, *syncbuf.Buffer, <-chan int) {
+	t := f.t
+	t.Helper()
+	out := &syncbuf.Buffer{}
+	a := exec.Command(bin, "rotate", "--config", f.config)
+	a.Env = []string{"PATH=" + os.Getenv("PATH"), freezeHookEnv + "=" + point}
+	a.Stdout, a.Stderr = out, out
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() { _ = a.Wait(); done <- a.ProcessState.ExitCode() }()
+	t.Cleanup(func() {
+		_ = a.Process.Signal(syscall.SIGCONT)
+		_ = a.Process.Kill()
+		f.mu.Lock()
+		f.outputs.WriteString(out.String())
+		f.mu.Unlock()
+	})
+	waitStopped(t, a.Process.Pid, done)
+	return a, out, done
+}
+
 // waitStopped waits until the process is stopped (state T in /proc/PID/stat).
-func waitStopped(t *testing.T, pid int, done <-chan int) {
+func waitStopped(t testing.TB, pid int, done <-chan int) {
 	t.Helper()
 	wait.UntilEvery(t, "the rotator to freeze", 60*time.Second, 20*time.Millisecond, func() (bool, error) {
 		select {

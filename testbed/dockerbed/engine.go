@@ -37,12 +37,19 @@ type Engine struct {
 }
 
 // New connects to the Docker Engine named by DOCKER_HOST (default: the local socket) and checks that it answers.
-func New(ctx context.Context) (*Engine, error) {
-	eng, err := qdrantctl.NewEngine(ctx)
+func New(ctx context.Context) (*Engine, error) { return NewAt(ctx, "") }
+
+// NewAt connects to the Docker Engine at a unix:// or plain tcp:// host (a test's second engine; "" is New).
+func NewAt(ctx context.Context, host string) (*Engine, error) {
+	eng, err := qdrantctl.DialEngine(ctx, qdrantctl.EngineAddress{Host: host})
 	if err != nil {
 		return nil, err
 	}
-	cli, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	opt := client.FromEnv
+	if host != "" {
+		opt = client.WithHost(host)
+	}
+	cli, err := client.NewClientWithOpts(opt, client.WithAPIVersionNegotiation())
 	if err != nil {
 		eng.Close()
 		return nil, fmt.Errorf("docker client: %w", err)

@@ -119,8 +119,11 @@ type Harness struct {
 }
 
 // New connects to the Docker Engine, removes leftovers of crashed earlier runs, and creates a network for this run.
-func New(ctx context.Context) (*Harness, error) {
-	eng, err := dockerbed.New(ctx)
+func New(ctx context.Context) (*Harness, error) { return NewAt(ctx, "") }
+
+// NewAt is New on the Docker Engine at a unix:// host (a test's second engine; "" is the DOCKER_* environment's).
+func NewAt(ctx context.Context, host string) (*Harness, error) {
+	eng, err := dockerbed.NewAt(ctx, host)
 	if err != nil {
 		return nil, err
 	}

@@ -7,10 +7,13 @@ import (
 
 // NewT returns a Harness for a test and closes it when the test ends. A test that needs Docker fails (never skips)
 // when the Engine cannot be reached.
-func NewT(t testing.TB) *Harness {
+func NewT(t testing.TB) *Harness { t.Helper(); return NewAtT(t, "") }
+
+// NewAtT is NewT on the Docker Engine at a unix:// host (a test's second engine).
+func NewAtT(t testing.TB, host string) *Harness {
 	t.Helper()
 	ctx := context.Background()
-	h, err := New(ctx)
+	h, err := NewAt(ctx, host)
 	if err != nil {
 		t.Fatalf("docker is required: %v", err)
 	}

@@ -15,9 +15,11 @@ import (
 	"time"
 )
 
-// PKI holds PEM blocks: a CA certificate, and a server certificate it signed with the server's key (PKCS#8).
+// PKI holds PEM blocks: a CA certificate, and a server certificate it signed with the server's key (PKCS#8); and a
+// client certificate it signed, with its key (for servers that verify their clients, like a dockerd --tlsverify).
 type PKI struct {
-	CAPEM, CertPEM, KeyPEM []byte
+	CAPEM, CertPEM, KeyPEM      []byte
+	ClientCertPEM, ClientKeyPEM []byte
 }
 
 // New makes a fresh CA (ECDSA P-256, valid a day) and a server certificate for 127.0.0.1 and localhost.
@@ -59,9 +61,28 @@ func New() (PKI, error) {
 	if err != nil {
 		return PKI{}, fmt.Errorf("server key: %w", err)
 	}
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return PKI{}, fmt.Errorf("client key: %w", err)
+	}
+	clientTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "qdrant-rotator test client"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	clientDER, err := x509.CreateCertificate(rand.Reader, clientTmpl, caCert, &clientKey.PublicKey, caKey)
+	if err != nil {
+		return PKI{}, fmt.Errorf("client certificate: %w", err)
+	}
+	clientKeyDER, err := x509.MarshalPKCS8PrivateKey(clientKey)
+	if err != nil {
+		return PKI{}, fmt.Errorf("client key: %w", err)
+	}
 	return PKI{
-		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		CAPEM:         pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CertPEM:       pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		KeyPEM:        pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		ClientCertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientDER}),
+		ClientKeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: clientKeyDER}),
 	}, nil
 }
