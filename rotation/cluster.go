@@ -144,7 +144,7 @@ func (r *Rotator) othersSettled(ctx context.Context, n Node, key Key) error {
 			others = append(others, m)
 		}
 	}
-	if err := r.waitSettled(ctx, "before node "+n.Name()+" restarts (every other peer must be up with every replica Active)", key, others...); err != nil {
+	if _, err := r.waitSettled(ctx, "before node "+n.Name()+" restarts (every other peer must be up with every replica Active)", key, others...); err != nil {
 		return fmt.Errorf("not restarting node %s: %w", n.Name(), err)
 	}
 	return nil
@@ -213,21 +213,29 @@ func (h *holder) replan(ctx context.Context) error {
 }
 
 // orderNodes returns the remaining nodes in restart order: followers first, the current leader last; and the
-// leader's name ("" when no node names one, or outside a cluster).
-func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) ([]Node, string) {
+// leader's name ("" when no node names one, or outside a cluster). known are views the nodes gave a moment ago (the
+// settle check that just passed); the nodes it lacks are asked.
+func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key, known map[string]ClusterView) ([]Node, string) {
 	if !r.opt.Cluster {
 		return remaining, ""
 	}
 	var leader uint64
 	ids := map[string]uint64{}
 	for _, n := range r.nodes {
-		if cn, ok := n.(ClusterNode); ok {
-			if v, err := cn.Cluster(ctx, key); err == nil {
-				ids[n.Name()] = v.PeerID
-				if v.Leader != 0 {
-					leader = v.Leader
-				}
+		v, ok := known[n.Name()]
+		if !ok {
+			cn, isPeer := n.(ClusterNode)
+			if !isPeer {
+				continue
 			}
+			var err error
+			if v, err = cn.Cluster(ctx, key); err != nil {
+				continue
+			}
+		}
+		ids[n.Name()] = v.PeerID
+		if v.Leader != 0 {
+			leader = v.Leader
 		}
 	}
 	leaderName := ""
@@ -252,10 +260,13 @@ func (r *Rotator) orderNodes(ctx context.Context, remaining []Node, key Key) ([]
 
 // waitSettled waits (up to ReadyTimeout) after a restart until each of nodes reports a settled cluster: /readyz 200,
 // every replica of every collection Active, no shard transfers. Between rotation steps every node is asked, not
-// only the restarted one: the others must have seen its replicas come back before the next node goes down.
-func (r *Rotator) waitSettled(ctx context.Context, when string, key Key, nodes ...Node) error {
+// only the restarted one: the others must have seen its replicas come back before the next node goes down. It
+// returns each node's view as the check that passed saw it.
+func (r *Rotator) waitSettled(ctx context.Context, when string, key Key, nodes ...Node) (map[string]ClusterView, error) {
 	last := ""
+	var views map[string]ClusterView
 	err := Poll(ctx, r.opt.ReadyTimeout, func() error {
+		views = map[string]ClusterView{}
 		for _, m := range nodes {
 			cn, ok := m.(ClusterNode)
 			if !ok {
@@ -270,11 +281,12 @@ func (r *Rotator) waitSettled(ctx context.Context, when string, key Key, nodes .
 				last = fmt.Sprintf("node %s: %s", m.Name(), why)
 				return errors.New(last)
 			}
+			views[m.Name()] = v
 		}
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("the cluster did not settle within %s %s: %s", r.opt.ReadyTimeout, when, last)
+		return nil, fmt.Errorf("the cluster did not settle within %s %s: %s", r.opt.ReadyTimeout, when, last)
 	}
-	return nil
+	return views, nil
 }

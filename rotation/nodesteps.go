@@ -11,6 +11,9 @@ import (
 // eachNode moves the nodes one at a time to t, checking each before the next. Then the journal moves to next.
 func (h *holder) eachNode(ctx context.Context, t target, next Phase) error {
 	step := t.step
+	// settled are every node's views from the settle check that just passed after the previous node (nil before the
+	// first): the next node's ordering and its others-settled check use them instead of asking every peer again.
+	var settled map[string]ClusterView
 	for {
 		var remaining []Node
 		for _, n := range h.nodes {
@@ -21,7 +24,7 @@ func (h *holder) eachNode(ctx context.Context, t target, next Phase) error {
 		if len(remaining) == 0 {
 			break
 		}
-		order, leader := h.orderNodes(ctx, remaining, t.accept[0])
+		order, leader := h.orderNodes(ctx, remaining, t.accept[0], settled)
 		n := order[0]
 		if n.Name() == leader {
 			h.emitJ(h.lease.journal(), Event{Step: step, Node: n.Name(), Message: "the cluster's leader, restarted after its followers"})
@@ -35,11 +38,14 @@ func (h *holder) eachNode(ctx context.Context, t target, next Phase) error {
 		h.noteJournal(func(j *Journal) { j.Node = n.Name() })
 		h.checkpoint(step + ":" + n.Name() + ":begin")
 		stepCtx := context.WithoutCancel(ctx)
-		if err := h.moveNode(stepCtx, h.lease.journal(), n, t); err != nil {
+		h.othersSettledNow = settled != nil
+		err := h.moveNode(stepCtx, h.lease.journal(), n, t)
+		h.othersSettledNow = false
+		if err != nil {
 			return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 		}
 		if h.opt.Cluster {
-			if err := h.waitSettled(stepCtx, "after node "+n.Name()+" restarted", t.accept[0], h.nodes...); err != nil {
+			if settled, err = h.waitSettled(stepCtx, "after node "+n.Name()+" restarted", t.accept[0], h.nodes...); err != nil {
 				return fmt.Errorf("%s node %s: %w", step, n.Name(), err)
 			}
 		}
@@ -74,7 +80,7 @@ func (h *holder) moveNode(ctx context.Context, j Journal, n Node, t target) erro
 		h.emitJ(j, Event{Step: step, Node: n.Name(), Message: "the node was found stopped; the rotator starts it"})
 		h.rep.StartedNodes = append(h.rep.StartedNodes, n.Name())
 	}
-	if h.opt.Cluster && !t.allAtOnce && !errors.Is(answered, ErrNodeDown) {
+	if h.opt.Cluster && !t.allAtOnce && !errors.Is(answered, ErrNodeDown) && !h.othersSettledNow {
 		if err := h.othersSettled(ctx, n, t.accept[0]); err != nil {
 			return err
 		}

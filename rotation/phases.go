@@ -400,14 +400,14 @@ func (h *holder) rollback(ctx context.Context) error {
 		}
 		if h.opt.Cluster && h.rep.Restarts > before {
 			// Wait for the restarted node itself before the next goes down (other nodes may still be down).
-			if err := h.waitSettled(stepCtx, "after node "+n.Name()+" rolled back", cur.Key, n); err != nil {
+			if _, err := h.waitSettled(stepCtx, "after node "+n.Name()+" rolled back", cur.Key, n); err != nil {
 				return fmt.Errorf("rollback: %w", err)
 			}
 		}
 	}
 	if h.opt.Cluster {
 		// Every node is back on the current key; the whole cluster must settle before the run ends.
-		if err := h.waitSettled(stepCtx, "after the rollback", cur.Key, h.nodes...); err != nil {
+		if _, err := h.waitSettled(stepCtx, "after the rollback", cur.Key, h.nodes...); err != nil {
 			return fmt.Errorf("rollback: %w", err)
 		}
 	}

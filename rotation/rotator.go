@@ -114,6 +114,9 @@ type holder struct {
 	rep   *Report
 	// emergency: the run was asked for an emergency (it may follow a rollback with one).
 	emergency bool
+	// othersSettledNow: every peer passed the settle check a moment ago (after the previous node of eachNode), so
+	// the node step need not wait for the others again before its restart.
+	othersSettledNow bool
 }
 
 // resumeOrBegin takes up the rotation an earlier run left unfinished in the journal (planned again for what the
