@@ -24,12 +24,9 @@ import (
 // retired more than the retention before the last retirement is soft-deleted, and reading it returns no data.
 // ROTATOR_BENCH_ROTATIONS sets the number of rotations (default 200) for a short development run.
 func BenchmarkEndurance(b *testing.B) {
-	n := 200
-	if v := os.Getenv("ROTATOR_BENCH_ROTATIONS"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 2 {
-			b.Fatalf("ROTATOR_BENCH_ROTATIONS=%q: want a whole number >= 2", v)
-		}
+	n := benchEnvInts(b, "ROTATOR_BENCH_ROTATIONS", []int{200})[0]
+	if n < 2 {
+		b.Fatalf("ROTATOR_BENCH_ROTATIONS=%d: want a whole number >= 2", n)
 	}
 	const retention = 2 * time.Second
 	bin := buildRotator(b)

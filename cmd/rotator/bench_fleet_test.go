@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -59,25 +58,6 @@ func BenchmarkFleet(b *testing.B) {
 				rounds, ratio, verdict, float64(r.peakRSS)/(1<<20), r.peakGoroutines, min(p, n), together.Round(time.Millisecond), alone.Round(time.Millisecond), together.Seconds()/alone.Seconds())
 		}
 	}
-}
-
-// benchEnvInts reads a benchmark's knob: whole numbers >= 1, separated by commas, in the environment variable name
-// (def when it is unset).
-func benchEnvInts(b *testing.B, name string, def []int) []int {
-	b.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	var out []int
-	for _, s := range strings.Split(v, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 {
-			b.Fatalf("%s=%q: want whole numbers >= 1, separated by commas", name, v)
-		}
-		out = append(out, n)
-	}
-	return out
 }
 
 // fleetBed is n one-node deployments, fleet-00 ..., on stand-in containers and the Vault dev server.

@@ -89,14 +89,7 @@ func BenchmarkClientLoad(b *testing.B) {
 		time.Sleep(time.Until(run.Finished.Add(afterFor)))
 
 		bareStart := time.Now()
-		for round := 0; round < 2; round++ {
-			for _, name := range f.names {
-				if err := f.h.Engine.Restart(ctx, name, 10*time.Second); err != nil {
-					b.Fatal(err)
-				}
-				f.waitAccepted(name)
-			}
-		}
+		f.bareRollingRestarts(ctx)
 		bareEnd := time.Now()
 		res := load.Stop()
 		if res.Bounded {

@@ -34,14 +34,7 @@ func BenchmarkRotationOverhead(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				baseline := f.startProber()
 				start := time.Now()
-				for round := 0; round < 2; round++ {
-					for _, name := range f.names {
-						if err := f.h.Engine.Restart(ctx, name, 10*time.Second); err != nil {
-							b.Fatal(err)
-						}
-						f.waitAccepted(name)
-					}
-				}
+				f.bareRollingRestarts(ctx)
 				bare += time.Since(start)
 				baseline.Stop()
 
@@ -63,6 +56,20 @@ func BenchmarkRotationOverhead(b *testing.B) {
 			fmt.Printf("rotation overhead (%s mode, 3 nodes, 6 restarts, mean of %d): bare restarts %s, full rotation %s, ratio %.3f (target <= 1.10); prober %d requests, %d rejections\n",
 				mode, b.N, (bare / time.Duration(b.N)).Round(time.Millisecond), (full / time.Duration(b.N)).Round(time.Millisecond), ratio, res.Requests, res.Rejected)
 		})
+	}
+}
+
+// bareRollingRestarts restarts the fixture's nodes as a rotation does, without the rotator: each node twice, one
+// at a time (stop, start, wait until an authenticated call succeeds).
+func (f *fixture) bareRollingRestarts(ctx context.Context) {
+	f.t.Helper()
+	for round := 0; round < 2; round++ {
+		for _, name := range f.names {
+			if err := f.h.Engine.Restart(ctx, name, 10*time.Second); err != nil {
+				f.t.Fatal(err)
+			}
+			f.waitAccepted(name)
+		}
 	}
 }
 
@@ -288,4 +295,23 @@ func (t *rotationTrace) summary(n int) string {
 	per := func(d time.Duration) time.Duration { return (d / time.Duration(n)).Round(time.Millisecond) }
 	return fmt.Sprintf("before the first restart %s, %d node restarts with their checks %s (%s each), between nodes %s, after the last %s",
 		per(t.before), t.nodeSteps/n, per(t.restarts), (t.restarts / time.Duration(max(t.nodeSteps, 1))).Round(time.Millisecond), per(t.between), per(t.after))
+}
+
+// benchEnvInts reads a benchmark's knob: whole numbers >= 1, separated by commas, in the environment variable name
+// (def when it is unset).
+func benchEnvInts(b *testing.B, name string, def []int) []int {
+	b.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	var out []int
+	for _, s := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			b.Fatalf("%s=%q: want whole numbers >= 1, separated by commas", name, v)
+		}
+		out = append(out, n)
+	}
+	return out
 }

@@ -24,17 +24,7 @@ import (
 // ROTATOR_BENCH_VAULT_NODES (e.g. "1,3") and ROTATOR_BENCH_VAULT_MODES (e.g. "file,env"; default "file") choose the
 // sizes and modes; a 1x run of all three sizes takes 3-4 minutes on 2 loaded cores (9 nodes: 18 restarts).
 func BenchmarkVaultRequests(b *testing.B) {
-	sizes := []int{1, 3, 9}
-	if v := os.Getenv("ROTATOR_BENCH_VAULT_NODES"); v != "" {
-		sizes = nil
-		for _, s := range strings.Split(v, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(s))
-			if err != nil || n < 1 {
-				b.Fatalf("ROTATOR_BENCH_VAULT_NODES %q: want node counts such as 1,3,9", v)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := benchEnvInts(b, "ROTATOR_BENCH_VAULT_NODES", []int{1, 3, 9})
 	modes := []string{"file"}
 	if v := os.Getenv("ROTATOR_BENCH_VAULT_MODES"); v != "" {
 		modes = strings.Split(v, ",")
