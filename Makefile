@@ -8,6 +8,10 @@ ENSURE_VAULT := testbed/vault/ensure-vault.sh
 ENSURE_NGINX := testbed/nginx/ensure-nginx.sh
 # promtool for the alert rules' tests: $PROMTOOL_BIN, promtool on PATH, or Debian's prometheus installed with apt-get.
 ENSURE_PROMTOOL := testbed/prometheus/ensure-promtool.sh
+# The Kubernetes test cluster: Debian's containerd, runc and CNI plugins (installed with apt-get when missing), and
+# Kubernetes v1.34.4 built once from the Go module proxy into ~/.cache/qdrant-rotator ($K8S_BIN_DIR overrides).
+ENSURE_K8S_PACKAGES := testbed/k8s/ensure-packages.sh
+ENSURE_K8S := testbed/k8s/ensure-k8s.sh
 
 .DEFAULT_GOAL := help
 
@@ -22,6 +26,10 @@ build: ## build bin/rotator
 .PHONY: vault
 vault: ## yield a vault binary (builds Vault v1.14.0 once into ~/.cache/qdrant-rotator) and print its path
 	@$(ENSURE_VAULT)
+
+.PHONY: k8s
+k8s: ## build Kubernetes v1.34.4 once (about 15 min cold), start a single-node test cluster and print its kubeconfig; Ctrl-C stops it
+	@$(ENSURE_K8S_PACKAGES) && K8S_BIN_DIR=$$($(ENSURE_K8S)) && export K8S_BIN_DIR && $(GO) run ./testbed/cmd/testbed k8s
 
 .PHONY: standin
 standin: ## build bin/qdrant-standin, the static Qdrant stand-in used by tests
@@ -43,19 +51,21 @@ test: lint ## run every test against the real Vault dev server and Docker Engine
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
 	  NGINX_BIN=$$($(ENSURE_NGINX)) && export NGINX_BIN && \
 	  PROMTOOL_BIN=$$($(ENSURE_PROMTOOL)) && export PROMTOOL_BIN && \
+	  $(ENSURE_K8S_PACKAGES) && K8S_BIN_DIR=$$($(ENSURE_K8S)) && export K8S_BIN_DIR && \
 	  $(GO) test -count=1 -timeout 40m ./...
 	@# The time-dependent tests again with their clock years ahead: none may depend on today's date.
 	ROTATOR_TEST_EPOCH=2031-07-01T03:00:00Z $(GO) test -count=1 ./rotation/
 
 # The ratio benchmarks run 3 times after a first run (their figures are means); the others once, each being many
 # rotations already (the fleet's 50 deployments per max_parallel, the endurance's 200 rotations). About 50 minutes.
-BENCH_MEANS := RotationOverhead|ClusterRotation
+BENCH_MEANS := RotationOverhead|ClusterRotation|KubernetesRotation
 BENCH_ONCE  := Remint10000Keys|IdleDaemon100|VaultRequests|ClientLoad|Fleet|Endurance
 
 .PHONY: bench
 bench: ## benchmarks, each figure beside its goal and a baseline measured in the same run (about 50 minutes)
 	@docker version >/dev/null || { echo "make bench: the Docker Engine is required and does not answer"; exit 1; }
 	VAULT_BIN=$$($(ENSURE_VAULT)) && export VAULT_BIN && \
+	  $(ENSURE_K8S_PACKAGES) && K8S_BIN_DIR=$$($(ENSURE_K8S)) && export K8S_BIN_DIR && \
 	  $(GO) test -run '^$$' -bench '^Benchmark($(BENCH_MEANS))$$' -benchtime 3x -timeout 60m ./cmd/rotator/ && \
 	  $(GO) test -run '^$$' -bench '^Benchmark($(BENCH_ONCE))$$' -benchtime 1x -timeout 120m ./cmd/rotator/
 

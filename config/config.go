@@ -109,8 +109,11 @@ type AppRole struct {
 // Deployment is one set of Qdrant nodes that share keys.
 type Deployment struct {
 	Name string `yaml:"name"`
-	// Mode is how keys reach the nodes: "env" (recreate the container) or "file" (rewrite a mounted config file).
+	// Mode is how keys reach the nodes: "env" (recreate the container), "file" (rewrite a mounted config file) or
+	// "kubernetes" (write the Secret of a StatefulSet and evict its pods one at a time).
 	Mode string `yaml:"mode"`
+	// Kubernetes names the StatefulSet and its Secret in mode kubernetes.
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
 	// Containers names the nodes' containers, in restart order; or Label selects them (sorted by name).
 	Containers []string `yaml:"containers"`
 	Label      string   `yaml:"label"`
@@ -324,6 +327,9 @@ func (c *Config) defaultsUnset() {
 		if d.KeyTTL == 0 {
 			d.KeyTTL = Duration(720 * time.Hour)
 		}
+		if d.Kubernetes != nil {
+			d.Kubernetes.setDefaults()
+		}
 	}
 }
 
@@ -410,6 +416,9 @@ func (c *Config) resolvePaths(dir string) {
 		for name, e := range c.Deployments[i].DockerHosts {
 			abs(&e.CertPath)
 			c.Deployments[i].DockerHosts[name] = e
+		}
+		if k := c.Deployments[i].Kubernetes; k != nil {
+			abs(&k.Kubeconfig)
 		}
 	}
 }

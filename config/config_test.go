@@ -46,7 +46,7 @@ func TestBadConfigs(t *testing.T) {
 		{"no deployments", "vault:\n  mount: secret\n", "deployments: at least one"},
 		{"bad name", strings.Replace(base, "prod", "Prod!", 1), `deployments[0] (Prod!).name: "Prod!"`},
 		{"duplicate name", base + "  - name: prod\n    mode: env\n    containers: [b]\n", `deployments[1] (prod).name: "prod" is used`},
-		{"bad mode", strings.Replace(base, "env", "magic", 1), `deployments[0] (prod).mode: "magic": want env or file`},
+		{"bad mode", strings.Replace(base, "env", "magic", 1), `deployments[0] (prod).mode: "magic": want env, file or kubernetes`},
 		{"file mode without path", strings.Replace(base, "env", "file", 1), "deployments[0] (prod).config_path"},
 		{"both containers and label", base + "    label: app=q\n", "set exactly one of containers and label"},
 		{"neither containers nor label", "deployments:\n  - name: prod\n    mode: env\n", "set exactly one of containers and label"},
@@ -215,5 +215,49 @@ func TestSchedulesAccepted(t *testing.T) {
 		if _, ok := c.Deployments[0].ScheduleSpec(); !ok {
 			t.Errorf("%s: no schedule spec", sched)
 		}
+	}
+}
+
+func TestKubernetesDeployment(t *testing.T) {
+	good := "deployments:\n  - name: prod\n    mode: kubernetes\n    kubernetes:\n      kubeconfig: kube.conf\n      namespace: qdrant\n      statefulset: qdrant\n      secret: qdrant-apikey\n"
+	dir := t.TempDir()
+	path := filepath.Join(dir, "rotator.yml")
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := c.Deployments[0].Kubernetes
+	if k.Layout != LayoutLocalYAML || k.ConfigKey != "local.yaml" || k.ConfigPath != "/qdrant/config/local.yaml" || k.Port != 6333 {
+		t.Errorf("defaults: layout %q, config_key %q, config_path %q, port %d", k.Layout, k.ConfigKey, k.ConfigPath, k.Port)
+	}
+	if k.Kubeconfig != filepath.Join(dir, "kube.conf") {
+		t.Errorf("kubeconfig %q: want it resolved against the config's folder", k.Kubeconfig)
+	}
+	env := strings.Replace(good, "      secret:", "      layout: env\n      secret:", 1)
+	if c, err := Parse([]byte(env)); err != nil || c.Deployments[0].Kubernetes.ConfigKey != "" {
+		t.Errorf("layout env: %v", err)
+	}
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"no section", "deployments:\n  - name: prod\n    mode: kubernetes\n", "deployments[0] (prod).kubernetes: mode kubernetes needs it"},
+		{"containers too", good + "    containers: [a]\n", "deployments[0] (prod).containers: is for the Docker modes"},
+		{"both statefulset and selector", good + "      selector: app=qdrant\n", "deployments[0] (prod).kubernetes: set exactly one of statefulset and selector"},
+		{"bad selector", strings.Replace(good, "statefulset: qdrant", "selector: app in (q)", 1), `kubernetes.selector: "app in (q)"`},
+		{"bad namespace", strings.Replace(good, "namespace: qdrant", "namespace: Qdrant_1", 1), `kubernetes.namespace: "Qdrant_1"`},
+		{"no secret", strings.Replace(good, "      secret: qdrant-apikey\n", "", 1), `kubernetes.secret: "": want a Kubernetes object name`},
+		{"bad layout", good + "      layout: volume\n", `kubernetes.layout: "volume": want local.yaml or env`},
+		{"env with a config key", good + "      layout: env\n      config_key: x\n", "kubernetes.layout: env: config_key and config_path are for layout local.yaml"},
+		{"relative config path", good + "      config_path: local.yaml\n", `kubernetes.config_path: "local.yaml"`},
+		{"bad port", good + "      port: 70000\n", "kubernetes.port: 70000"},
+		{"section in env mode", "deployments:\n  - name: prod\n    mode: env\n    containers: [a]\n    kubernetes: {namespace: q}\n", "deployments[0] (prod).kubernetes: is for mode kubernetes only"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error = %v, want it to contain %q", err, tc.want)
+			}
+		})
 	}
 }

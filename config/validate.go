@@ -197,9 +197,13 @@ func (w Webhook) check(bad reporter, f string) {
 
 // check checks one deployment but its name, which Validate checks against the others.
 func (d Deployment) check(bad reporter, f string, poll time.Duration) {
-	d.checkMode(bad, f)
-	d.checkNodes(bad, f)
-	d.checkDocker(bad, f)
+	if d.Mode == "kubernetes" {
+		d.checkKubernetes(bad, f)
+	} else {
+		d.checkMode(bad, f)
+		d.checkNodes(bad, f)
+		d.checkDocker(bad, f)
+	}
 	if d.Grace.Std() < 0 {
 		bad(f+".grace", "%s is negative", d.Grace.Std())
 	}
@@ -226,6 +230,9 @@ func (d Deployment) check(bad reporter, f string, poll time.Duration) {
 
 // checkMode checks how keys reach the nodes.
 func (d Deployment) checkMode(bad reporter, f string) {
+	if d.Kubernetes != nil {
+		bad(f+".kubernetes", "is for mode kubernetes only")
+	}
 	switch d.Mode {
 	case "env":
 		if d.ConfigPath != "" {
@@ -236,7 +243,7 @@ func (d Deployment) checkMode(bad reporter, f string) {
 			bad(f+".config_path", "%q: mode file needs the config file's absolute path inside the containers", d.ConfigPath)
 		}
 	default:
-		bad(f+".mode", "%q: want env or file", d.Mode)
+		bad(f+".mode", "%q: want env, file or kubernetes", d.Mode)
 	}
 }
 

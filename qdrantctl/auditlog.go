@@ -28,7 +28,12 @@ type auditLogRequest struct {
 // [from, to) whose fields equal filters (e.g. result: denied), newest first, at most limit; in a cluster, every peer's (and an error while a peer is down). An
 // audit log that is off answers 400, returned as watch.ErrAuditOff. The key goes in the api-key header only.
 func (n *Node) AuditLog(ctx context.Context, admin rotation.Key, from, to time.Time, limit int, filters map[string]string) ([]watch.Entry, error) {
-	base, err := n.baseURL(ctx)
+	return n.endpoint().auditLog(ctx, admin, from, to, limit, filters)
+}
+
+// auditLog reads the node's audit log (Node.AuditLog).
+func (e endpoint) auditLog(ctx context.Context, admin rotation.Key, from, to time.Time, limit int, filters map[string]string) ([]watch.Entry, error) {
+	base, err := e.base(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -40,22 +45,20 @@ func (n *Node) AuditLog(ctx context.Context, admin rotation.Key, from, to time.T
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/audit/logs?timeout=5", bytes.NewReader(body))
 	if err != nil {
-		return nil, fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return nil, fmt.Errorf("%s: %w", e.label, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("api-key", admin.Reveal())
-	n.tag(req)
-	resp, err := n.http.Do(req)
+	e.tagged(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
-		n.mu.Lock()
-		n.url = n.opt.URL // a recreated container may publish another port
-		n.mu.Unlock()
-		return nil, fmt.Errorf("node %s: POST /audit/logs: %w", n.opt.Container, err)
+		e.lost(ctx)
+		return nil, fmt.Errorf("%s: POST /audit/logs: %w", e.label, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("node %s: POST /audit/logs: %w", n.opt.Container, err)
+		return nil, fmt.Errorf("%s: POST /audit/logs: %w", e.label, err)
 	}
 	var env struct {
 		Result struct {
@@ -67,13 +70,13 @@ func (n *Node) AuditLog(ctx context.Context, admin rotation.Key, from, to time.T
 	switch {
 	case resp.StatusCode == http.StatusOK:
 	case resp.StatusCode == http.StatusBadRequest && bytes.Contains(data, []byte("Audit logging is not")):
-		return nil, fmt.Errorf("node %s: %w", n.opt.Container, watch.ErrAuditOff)
+		return nil, fmt.Errorf("%s: %w", e.label, watch.ErrAuditOff)
 	case resp.StatusCode == http.StatusNotFound:
-		return nil, fmt.Errorf("node %s: POST /audit/logs: HTTP 404 (Qdrant older than 1.17.1): %w", n.opt.Container, watch.ErrAuditOff)
+		return nil, fmt.Errorf("%s: POST /audit/logs: HTTP 404 (Qdrant older than 1.17.1): %w", e.label, watch.ErrAuditOff)
 	case resp.StatusCode == http.StatusUnauthorized:
-		return nil, fmt.Errorf("node %s: POST /audit/logs: %w", n.opt.Container, rotation.ErrUnauthorized)
+		return nil, fmt.Errorf("%s: POST /audit/logs: %w", e.label, rotation.ErrUnauthorized)
 	default:
-		return nil, fmt.Errorf("node %s: POST /audit/logs: HTTP %d: %s", n.opt.Container, resp.StatusCode, statusText(env.Status))
+		return nil, fmt.Errorf("%s: POST /audit/logs: HTTP %d: %s", e.label, resp.StatusCode, statusText(env.Status))
 	}
 	return env.Result.Entries, nil
 }
@@ -87,4 +90,11 @@ func statusText(raw json.RawMessage) string {
 		return "no error text"
 	}
 	return strings.TrimSpace(s.Error[:min(len(s.Error), 200)])
+}
+
+var _ watch.AuditSource = (*PodNode)(nil)
+
+// AuditLog implements watch.AuditSource for a pod, at its pod IP (Node.AuditLog).
+func (p *PodNode) AuditLog(ctx context.Context, admin rotation.Key, from, to time.Time, limit int, filters map[string]string) ([]watch.Entry, error) {
+	return p.endpoint().auditLog(ctx, admin, from, to, limit, filters)
 }

@@ -14,12 +14,17 @@ import (
 
 var _ rotation.ClusterNode = (*Node)(nil)
 
-// Cluster implements rotation.ClusterNode from Qdrant's REST API, read with key: GET /cluster (peer id, peers,
-// raft leader, consensus thread), GET /collections and, per collection, its replication factor and GET
-// /collections/{c}/cluster (replica states, shard transfers), and /readyz.
+// Cluster implements rotation.ClusterNode from Qdrant's REST API.
 func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterView, error) {
+	return n.endpoint().cluster(ctx, key)
+}
+
+// cluster reads the node's view of its cluster with key: GET /cluster (peer id, peers, raft leader, consensus
+// thread), GET /collections and, per collection, its replication factor and GET /collections/{c}/cluster (replica
+// states, shard transfers), and /readyz.
+func (e endpoint) cluster(ctx context.Context, key rotation.Key) (rotation.ClusterView, error) {
 	var v rotation.ClusterView
-	base, err := n.baseURL(ctx)
+	base, err := e.base(ctx)
 	if err != nil {
 		return v, err
 	}
@@ -36,11 +41,11 @@ func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterV
 			} `json:"consensus_thread_status"`
 		} `json:"result"`
 	}
-	if err := n.getJSON(ctx, base+"/cluster", key, &cl); err != nil {
+	if err := e.getJSON(ctx, base+"/cluster", key, &cl); err != nil {
 		return v, err
 	}
 	if cl.Result.Status != "enabled" {
-		return v, fmt.Errorf("node %s: cluster mode is %q", n.opt.Container, cl.Result.Status)
+		return v, fmt.Errorf("%s: cluster mode is %q", e.label, cl.Result.Status)
 	}
 	v.PeerID, v.Peers = cl.Result.PeerID, len(cl.Result.Peers)
 	if cl.Result.RaftInfo.Leader != nil {
@@ -55,7 +60,7 @@ func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterV
 			} `json:"collections"`
 		} `json:"result"`
 	}
-	if err := n.getJSON(ctx, base+"/collections", key, &list); err != nil {
+	if err := e.getJSON(ctx, base+"/collections", key, &list); err != nil {
 		return v, err
 	}
 	for _, c := range list.Result.Collections {
@@ -69,7 +74,7 @@ func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterV
 				} `json:"config"`
 			} `json:"result"`
 		}
-		if err := n.getJSON(ctx, base+"/collections/"+url.PathEscape(c.Name), key, &info); err != nil {
+		if err := e.getJSON(ctx, base+"/collections/"+url.PathEscape(c.Name), key, &info); err != nil {
 			return v, err
 		}
 		cv.ReplicationFactor = info.Result.Config.Params.ReplicationFactor
@@ -87,7 +92,7 @@ func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterV
 				Transfers []json.RawMessage `json:"shard_transfers"`
 			} `json:"result"`
 		}
-		if err := n.getJSON(ctx, base+"/collections/"+url.PathEscape(c.Name)+"/cluster", key, &sh); err != nil {
+		if err := e.getJSON(ctx, base+"/collections/"+url.PathEscape(c.Name)+"/cluster", key, &sh); err != nil {
 			return v, err
 		}
 		for _, s := range sh.Result.Local {
@@ -99,7 +104,7 @@ func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterV
 		cv.Transfers = len(sh.Result.Transfers)
 		v.Collections = append(v.Collections, cv)
 	}
-	ready, err := n.ready(ctx, base)
+	ready, err := e.ready(ctx, base)
 	if err != nil {
 		return v, err
 	}
@@ -108,49 +113,49 @@ func (n *Node) Cluster(ctx context.Context, key rotation.Key) (rotation.ClusterV
 }
 
 // getJSON makes an authenticated GET and decodes Qdrant's envelope; 401/403 wrap rotation.ErrRejected.
-func (n *Node) getJSON(ctx context.Context, u string, key rotation.Key, out any) error {
+func (e endpoint) getJSON(ctx context.Context, u string, key rotation.Key, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return fmt.Errorf("%s: %w", e.label, err)
 	}
 	req.Header.Set("api-key", key.Reveal())
-	resp, err := n.http.Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return fmt.Errorf("%s: %w", e.label, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
 	if err != nil {
-		return fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return fmt.Errorf("%s: %w", e.label, err)
 	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
 		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("node %s: %w", n.opt.Container, rotation.ErrUnauthorized)
+			return fmt.Errorf("%s: %w", e.label, rotation.ErrUnauthorized)
 		}
-		return fmt.Errorf("node %s: HTTP %d: %w", n.opt.Container, resp.StatusCode, rotation.ErrRejected)
+		return fmt.Errorf("%s: HTTP %d: %w", e.label, resp.StatusCode, rotation.ErrRejected)
 	case resp.StatusCode != http.StatusOK:
-		return fmt.Errorf("node %s: GET %s: HTTP %d", n.opt.Container, req.URL.Path, resp.StatusCode)
+		return fmt.Errorf("%s: GET %s: HTTP %d", e.label, req.URL.Path, resp.StatusCode)
 	}
 	if err := json.Unmarshal(body, out); err != nil {
-		return fmt.Errorf("node %s: GET %s: %w", n.opt.Container, req.URL.Path, err)
+		return fmt.Errorf("%s: GET %s: %w", e.label, req.URL.Path, err)
 	}
 	return nil
 }
 
 // ready polls /readyz once (Qdrant's readiness check is driven by these calls).
-func (n *Node) ready(ctx context.Context, base string) (bool, error) {
+func (e endpoint) ready(ctx context.Context, base string) (bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
 	if err != nil {
 		return false, err
 	}
-	resp, err := n.http.Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
-		return false, fmt.Errorf("node %s: %w", n.opt.Container, err)
+		return false, fmt.Errorf("%s: %w", e.label, err)
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK, nil

@@ -77,9 +77,18 @@ func readNodeFile(path string) (nodeFile, error) {
 	if err != nil {
 		return nodeFile{}, fmt.Errorf("read %s: %w", path, err)
 	}
-	top, err := topOf(data)
+	f, err := parseNodeFile(data)
 	if err != nil {
 		return nodeFile{}, fmt.Errorf("parse %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// parseNodeFile reads a config file's content (nil or empty: no settings).
+func parseNodeFile(data []byte) (nodeFile, error) {
+	top, err := topOf(data)
+	if err != nil {
+		return nodeFile{}, err
 	}
 	service := mappingValue(top, "service")
 	return nodeFile{data: data, keys: keysOf(service), internalAuth: truthy(scalarValue(service, "enforce_internal_auth")),

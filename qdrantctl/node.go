@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -87,12 +86,7 @@ func NewNode(eng *Engine, opt NodeOptions) (*Node, error) {
 	if opt.StopTimeout <= 0 {
 		opt.StopTimeout = 30 * time.Second
 	}
-	transport := &http.Transport{TLSClientConfig: opt.TLS, DisableKeepAlives: true}
-	// Never follow a redirect: the request carries the api-key header, which would go to wherever the 3xx points.
-	// The 3xx comes back as the answer and is reported as an error.
-	client := &http.Client{Timeout: 3 * time.Second, Transport: transport,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	return &Node{eng: eng, opt: opt, http: client, url: opt.URL}, nil
+	return &Node{eng: eng, opt: opt, http: newHTTPClient(opt.TLS), url: opt.URL}, nil
 }
 
 // TLSConfig builds the TLS settings for HTTPS checks from PEM files: a CA bundle (empty: the system roots) and an
@@ -242,43 +236,19 @@ func (n *Node) Apply(ctx context.Context, s rotation.Slots) error {
 
 // Probe implements rotation.Node with GET /collections, an authenticated call (health endpoints skip auth).
 func (n *Node) Probe(ctx context.Context, key rotation.Key) error {
-	base, err := n.baseURL(ctx)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/collections", nil)
-	if err != nil {
-		return fmt.Errorf("%s: %w", n.label(), err)
-	}
-	req.Header.Set("api-key", key.Reveal())
-	n.tag(req)
-	resp, err := n.http.Do(req)
-	if err != nil {
+	return n.endpoint().probe(ctx, key)
+}
+
+// endpoint is the node's REST API: at its configured URL or its published port, and found stopped when a request
+// fails and the container is not running.
+func (n *Node) endpoint() endpoint {
+	return endpoint{label: n.label(), client: n.http, tag: n.opt.RequestTag, base: n.baseURL, lost: func(ctx context.Context) bool {
 		n.mu.Lock()
-		n.url = n.opt.URL
+		n.url = n.opt.URL // a recreated container may publish another port
 		n.mu.Unlock()
-		if info, ierr := n.eng.Inspect(ctx, n.opt.Container); ierr == nil && !info.Running {
-			return fmt.Errorf("%s: %w", n.label(), rotation.ErrNodeDown)
-		}
-		return fmt.Errorf("%s: %w", n.label(), err)
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return nil
-	case resp.StatusCode >= 300 && resp.StatusCode < 400:
-		return fmt.Errorf("%s answered HTTP %d; redirects are not followed", n.label(), resp.StatusCode)
-	case resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden:
-		if resp.StatusCode == http.StatusUnauthorized {
-			return fmt.Errorf("%s: %w", n.label(), rotation.ErrUnauthorized)
-		}
-		return fmt.Errorf("%s: HTTP %d: %w", n.label(), resp.StatusCode, rotation.ErrRejected)
-	default:
-		return fmt.Errorf("%s: GET /collections: HTTP %d", n.label(), resp.StatusCode)
-	}
+		info, err := n.eng.Inspect(ctx, n.opt.Container)
+		return err == nil && !info.Running
+	}}
 }
 
 // baseURL is the configured URL, or the port Docker published for REST on the engine's PublishHost (127.0.0.1 for a
@@ -420,11 +390,4 @@ func toSlots(k ConfigKeys) rotation.Slots {
 	alt, _ := rotation.ParseKey(k.AltAPIKey)
 	ro, _ := rotation.ParseKey(k.ReadOnlyAPIKey)
 	return rotation.Slots{APIKey: api, AltAPIKey: alt, ReadOnlyKey: ro, JWTRBAC: k.JWTRBAC}
-}
-
-// tag marks a request of the rotator's own with NodeOptions.RequestTag.
-func (n *Node) tag(req *http.Request) {
-	if n.opt.RequestTag != "" {
-		req.Header.Set("x-request-id", n.opt.RequestTag)
-	}
 }

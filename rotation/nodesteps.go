@@ -69,7 +69,7 @@ func (h *holder) moveNode(ctx context.Context, j Journal, n Node, t target) erro
 	}
 	want := t.edit(have)
 	answered := h.answers(ctx, n, accept, refuse)
-	if have.Equal(want) && answered == nil {
+	if have.Equal(want) && !have.Unloaded && answered == nil {
 		if err := h.refusesStrangers(ctx, n); err != nil {
 			return err // a restart with the same configuration would not close it
 		}

@@ -14,6 +14,11 @@ type Slots struct {
 	JWTRBAC                        bool
 	// InternalAuth is the node's `service.enforce_internal_auth`: read to choose the plan, never changed.
 	InternalAuth bool
+	// Unloaded says the node's running process may not have loaded these slots: they are what it will load at its
+	// next start, but they changed after it started (several Kubernetes pods share one Secret, so a pod not yet
+	// restarted runs with what the Secret held before). A node with Unloaded slots is restarted even when it answers
+	// as wanted. Equal does not compare it.
+	Unloaded bool
 }
 
 // Equal compares every slot.

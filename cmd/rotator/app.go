@@ -239,6 +239,87 @@ func (a *app) containers(ctx context.Context, d config.Deployment) ([]string, er
 
 // rotator builds the domain rotator of one deployment.
 func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rotation.Event)) (*rotation.Rotator, error) {
+	var tlsCfg *tls.Config
+	if d.TLS != nil {
+		c, err := qdrantctl.TLSConfig(d.TLS.CAFile, d.TLS.CertFile, d.TLS.KeyFile, d.TLS.ServerName)
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+		}
+		tlsCfg = c
+	}
+	var nodes []rotation.Node
+	var err error
+	if d.Mode == "kubernetes" {
+		pods, perr := a.podNodes(ctx, d, tlsCfg)
+		for _, p := range pods {
+			nodes = append(nodes, p)
+		}
+		err = perr
+	} else {
+		nodes, err = a.containerNodes(ctx, d, tlsCfg)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var keys []rotation.NamedKey
+	for _, name := range slices.Sorted(maps.Keys(d.Keys)) {
+		k := d.Keys[name]
+		ttl := d.KeyTTL.Std()
+		if k.TTL > 0 {
+			ttl = k.TTL.Std()
+		}
+		keys = append(keys, rotation.NamedKey{
+			Name: name, Full: k.Read && k.Write && len(k.Collections) == 0, Write: k.Write, Collections: k.Collections, TTL: ttl,
+		})
+	}
+	host, _ := os.Hostname()
+	id := make([]byte, 4)
+	_, _ = rand.Read(id)
+	return rotation.New(a.store, nodes, rotation.Options{
+		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Keys: keys, Grace: d.Grace.Std(),
+		Cluster: d.Cluster != nil, InternalAuth: d.Cluster != nil && d.Cluster.InternalAuth, AcceptDowntime: d.Cluster != nil && d.Cluster.AcceptDowntime, ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
+		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: a.fp, Logger: a.logger, Observe: observe,
+		Checkpoint: a.crashHook(),
+	})
+}
+
+// podNodes are the pods of a deployment's StatefulSet, by ordinal.
+func (a *app) podNodes(ctx context.Context, d config.Deployment, tlsCfg *tls.Config) ([]*qdrantctl.PodNode, error) {
+	k := d.Kubernetes
+	kube, err := qdrantctl.DialKube(qdrantctl.KubeOptions{Kubeconfig: k.Kubeconfig, Context: k.Context, Namespace: k.Namespace})
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+	}
+	sts := k.StatefulSet
+	if sts == "" {
+		if sts, err = kube.StatefulSetOf(ctx, k.Selector); err != nil {
+			return nil, fmt.Errorf("deployment %s: kubernetes.selector: %w", d.Name, err)
+		}
+	}
+	pods, err := kube.StatefulSetPods(ctx, sts)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+	}
+	if len(pods) == 0 {
+		return nil, fmt.Errorf("deployment %s: statefulset %s/%s has 0 replicas", d.Name, k.Namespace, sts)
+	}
+	nodes := make([]*qdrantctl.PodNode, 0, len(pods))
+	for _, pod := range pods {
+		n, err := qdrantctl.NewPodNode(kube, qdrantctl.PodOptions{
+			Pod: pod, StatefulSet: sts, Container: k.Container, Secret: k.Secret, Layout: k.Layout,
+			ConfigKey: k.ConfigKey, ConfigPath: k.ConfigPath, Port: k.Port, HTTPS: d.TLS != nil, TLS: tlsCfg,
+			ReplaceTimeout: d.StopTimeout.Std() + d.ReadyTimeout.Std(), RequestTag: a.requestTag(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, nil
+}
+
+// containerNodes are the nodes of a deployment's containers, each on its engine.
+func (a *app) containerNodes(ctx context.Context, d config.Deployment, tlsCfg *tls.Config) ([]rotation.Node, error) {
 	names, err := a.containers(ctx, d)
 	if err != nil {
 		return nil, err
@@ -262,14 +343,6 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 			}
 		}
 	}
-	var tlsCfg *tls.Config
-	if d.TLS != nil {
-		c, err := qdrantctl.TLSConfig(d.TLS.CAFile, d.TLS.CertFile, d.TLS.KeyFile, d.TLS.ServerName)
-		if err != nil {
-			return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
-		}
-		tlsCfg = c
-	}
 	qnodes, err := a.nodesCtx(ctx, d, names, tlsCfg)
 	if err != nil {
 		return nil, err
@@ -278,26 +351,7 @@ func (a *app) rotator(ctx context.Context, d config.Deployment, observe func(rot
 	for _, n := range qnodes {
 		nodes = append(nodes, n)
 	}
-	var keys []rotation.NamedKey
-	for _, name := range slices.Sorted(maps.Keys(d.Keys)) {
-		k := d.Keys[name]
-		ttl := d.KeyTTL.Std()
-		if k.TTL > 0 {
-			ttl = k.TTL.Std()
-		}
-		keys = append(keys, rotation.NamedKey{
-			Name: name, Full: k.Read && k.Write && len(k.Collections) == 0, Write: k.Write, Collections: k.Collections, TTL: ttl,
-		})
-	}
-	host, _ := os.Hostname()
-	id := make([]byte, 4)
-	_, _ = rand.Read(id)
-	return rotation.New(a.store, nodes, rotation.Options{
-		Deployment: d.Name, ReadOnly: d.ReadOnly == "rotate", Keys: keys, Grace: d.Grace.Std(),
-		Cluster: d.Cluster != nil, InternalAuth: d.Cluster != nil && d.Cluster.InternalAuth, AcceptDowntime: d.Cluster != nil && d.Cluster.AcceptDowntime, ReadyTimeout: d.ReadyTimeout.Std(), LeaseTTL: a.cfg.Vault.LeaseTTL.Std(),
-		Owner: fmt.Sprintf("%s/%d/%x", host, os.Getpid(), id), Fingerprints: a.fp, Logger: a.logger, Observe: observe,
-		Checkpoint: a.crashHook(),
-	})
+	return nodes, nil
 }
 
 // requestTag marks the rotator's own requests to nodes: the same in every rotator process sharing the fingerprint

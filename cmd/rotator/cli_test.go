@@ -30,7 +30,7 @@ func TestBadConfigsAndFlags(t *testing.T) {
 		{"missing config file", []string{"rotate", "--config", filepath.Join(dir, "none.yml")}, "none.yml: no such file"},
 		{"unknown field", []string{"rotate", "--config", write("d.yml", good+"    colour: blue\n")}, "field colour not found"},
 		{"inline secret", []string{"rotate", "--config", write("e.yml", "vault:\n  token: s.abc\n"+good)}, "field token not found"},
-		{"bad mode", []string{"rotate", "--config", write("f.yml", strings.Replace(good, "env", "ssh", 1))}, `deployments[0] (prod).mode: "ssh": want env or file`},
+		{"bad mode", []string{"rotate", "--config", write("f.yml", strings.Replace(good, "env", "ssh", 1))}, `deployments[0] (prod).mode: "ssh": want env, file or kubernetes`},
 		{"check a bad file", []string{"check", "--config", write("i.yml", good+"    grace: -1s\n")}, "deployments[0] (prod).grace: -1s is negative"},
 		{"unknown deployment", []string{"rotate", "--config", write("h.yml", good), "--deployment", "staging"}, `no deployment "staging" in the config`},
 		{"bad --fail-on", []string{"audit", "--config", write("j.yml", good), "--fail-on", "critical"}, `--fail-on "critical": want low, medium or high`},

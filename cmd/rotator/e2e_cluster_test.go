@@ -44,7 +44,7 @@ func (f *fixture) startClusterClient() *clusterClient {
 				continue
 			}
 			name := f.names[i%len(f.names)]
-			u, err := f.h.URLOf(context.Background(), name, f.scheme)
+			u, err := f.nodeURL(context.Background(), name)
 			if err != nil {
 				continue
 			}
@@ -104,7 +104,7 @@ func (f *fixture) waitActive(key rotation.Key, bound time.Duration) {
 func (f *fixture) replicaStates(key rotation.Key) string {
 	var bad []string
 	for _, name := range f.names {
-		u, err := f.h.URLOf(context.Background(), name, f.scheme)
+		u, err := f.nodeURL(context.Background(), name)
 		if err != nil {
 			bad = append(bad, name+": "+err.Error())
 			continue

@@ -49,6 +49,8 @@ type fixture struct {
 	client    *http.Client
 	// on are the harnesses of the nodes fixtureOpts.engines puts on another engine, by name.
 	on map[string]*harness.Harness
+	// urlOf, when set, finds a node's URL instead of the harness (the pods of the Kubernetes tests).
+	urlOf func(ctx context.Context, name string) (string, error)
 
 	mu      sync.Mutex
 	outputs bytes.Buffer // everything the rotator printed, for leak checks
@@ -273,11 +275,19 @@ func (f *fixture) journal() rotation.Journal {
 
 func (f *fixture) url(name string) string {
 	f.t.Helper()
-	u, err := f.harnessOf(name).URLOf(context.Background(), name, f.scheme)
+	u, err := f.nodeURL(context.Background(), name)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	return u
+}
+
+// nodeURL is a node's base URL as it is now.
+func (f *fixture) nodeURL(ctx context.Context, name string) (string, error) {
+	if f.urlOf != nil {
+		return f.urlOf(ctx, name)
+	}
+	return f.harnessOf(name).URLOf(ctx, name, f.scheme)
 }
 
 // harnessOf is the harness that started a node.
@@ -383,7 +393,7 @@ func (f *fixture) startProberWith(key func(context.Context) (string, error)) *pr
 		Nodes: func(ctx context.Context) (map[string]string, error) {
 			out := map[string]string{}
 			for _, name := range f.names {
-				if u, err := f.harnessOf(name).URLOf(ctx, name, f.scheme); err == nil {
+				if u, err := f.nodeURL(ctx, name); err == nil {
 					out[name] = u
 				}
 			}

@@ -29,13 +29,23 @@ func (a *app) watcher(ctx context.Context, logger *slog.Logger, metrics *daemon.
 				return nil, fmt.Errorf("deployment %s: %w", d.Name, err)
 			}
 		}
-		nodes, err := a.nodes(d, names, tlsCfg)
-		if err != nil {
-			return nil, err
-		}
 		t := watch.Target{Deployment: d.Name, Cluster: d.Cluster != nil}
-		for _, n := range nodes {
-			t.Nodes = append(t.Nodes, n)
+		if d.Mode == "kubernetes" {
+			pods, err := a.podNodes(ctx, d, tlsCfg)
+			if err != nil {
+				return nil, err
+			}
+			for _, p := range pods {
+				t.Nodes = append(t.Nodes, p)
+			}
+		} else {
+			nodes, err := a.nodes(d, names, tlsCfg)
+			if err != nil {
+				return nil, err
+			}
+			for _, n := range nodes {
+				t.Nodes = append(t.Nodes, n)
+			}
 		}
 		targets = append(targets, t)
 		metrics.Stragglers(d.Name, 0)
