@@ -56,6 +56,10 @@ func DialKube(opt KubeOptions) (*Kube, error) {
 		}
 	}
 	cfg.UserAgent = "qdrant-rotator"
+	// client-go's default of 5 requests a second (burst 10) throttles the checks of a restarting pod (each reads the
+	// pod: its IP and Ready), which then lag the pod by a second or more; one rotation of one StatefulSet stays far
+	// below these bounds.
+	cfg.QPS, cfg.Burst = 50, 100
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes: %w", err)

@@ -343,7 +343,7 @@ func (p *PodNode) Keys(ctx context.Context) (rotation.Slots, error) {
 func (p *PodNode) Recover(context.Context) error { return nil }
 
 // Apply implements rotation.Node: it makes sure the pod may be evicted (its PodDisruptionBudgets allow it), writes
-// the Secret, evicts the pod and returns once the StatefulSet has created its successor.
+// the Secret, evicts the pod and returns once the pod the StatefulSet recreates is Ready (or will not start).
 func (p *PodNode) Apply(ctx context.Context, s rotation.Slots) error {
 	sec, env, _, err := p.read(ctx)
 	if err != nil {
@@ -460,8 +460,8 @@ func (p *PodNode) evict(ctx context.Context, dryRun bool) error {
 	}
 }
 
-// awaitSuccessor waits until a pod of that name other than old exists, and marks it with the Secret change it
-// starts with.
+// awaitSuccessor waits until a pod of that name other than old is Ready, and marks it with the Secret change it
+// started with; it returns at once when there is no change to mark or the new pod is down.
 func (p *PodNode) awaitSuccessor(ctx context.Context, old, change string) error {
 	deadline := time.Now().Add(p.opt.ReplaceTimeout)
 	for {
@@ -469,10 +469,11 @@ func (p *PodNode) awaitSuccessor(ctx context.Context, old, change string) error 
 		if err != nil && !errors.Is(err, errKubeNotFound) {
 			return fmt.Errorf("%s: %w", p.label(), err)
 		}
-		if err == nil && pod.uid != old && !pod.deleting {
-			if change == "" {
-				return nil
-			}
+		if err == nil && pod.uid != old && !pod.deleting && (change == "" || pod.down()) {
+			return nil // nothing to mark, or a pod that will not start: the checks find it down
+		}
+		// Marked once Ready: an update of the pod while the kubelet starts it delays its start by a sync.
+		if err == nil && pod.uid != old && !pod.deleting && pod.ready {
 			if err := p.api.annotatePod(ctx, p.opt.Pod, pod.uid, configAnnotation, change); err == nil || !errors.Is(err, errKubeConflict) {
 				if err != nil {
 					return fmt.Errorf("%s: %w", p.label(), err)
@@ -482,7 +483,7 @@ func (p *PodNode) awaitSuccessor(ctx context.Context, old, change string) error 
 			// Replaced again meanwhile: mark the newest.
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: statefulset %s did not recreate the evicted pod within %s", p.label(), p.opt.StatefulSet, p.opt.ReplaceTimeout)
+			return fmt.Errorf("%s: no pod recreated by statefulset %s became Ready within %s", p.label(), p.opt.StatefulSet, p.opt.ReplaceTimeout)
 		}
 		if err := sleepCtx(ctx, p.poll); err != nil {
 			return err

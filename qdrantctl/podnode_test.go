@@ -85,7 +85,7 @@ func (f *fakeKube) evict(_ context.Context, pod string, dryRun bool) error {
 	if !dryRun {
 		f.evicted = append(f.evicted, pod)
 		f.nextUID++
-		f.pods[pod] = kubePod{uid: fmt.Sprint(f.nextUID), ip: "10.0.0.2", phase: "Running", running: true}
+		f.pods[pod] = kubePod{uid: fmt.Sprint(f.nextUID), ip: "10.0.0.2", phase: "Running", running: true, ready: true}
 	}
 	return nil
 }

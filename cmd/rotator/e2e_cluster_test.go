@@ -204,24 +204,7 @@ func TestClusterRotation(t *testing.T) {
 			}
 			cur := f.current()
 			f.waitActive(cur.Key, 30*time.Second)
-			ids, _ := json.Marshal(acked)
-			for _, name := range f.names {
-				var got struct {
-					Result []json.RawMessage `json:"result"`
-				}
-				req, _ := http.NewRequest(http.MethodPost, f.url(name)+"/collections/c/points", strings.NewReader(`{"ids":`+string(ids)+`}`))
-				req.Header.Set("api-key", cur.Key.Reveal())
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := f.client.Do(req)
-				if err != nil {
-					t.Fatal(err)
-				}
-				_ = json.NewDecoder(resp.Body).Decode(&got)
-				resp.Body.Close()
-				if len(got.Result) != len(acked) {
-					t.Errorf("%s returns %d of the %d acknowledged points", name, len(got.Result), len(acked))
-				}
-			}
+			f.assertPointsEverywhere(cur.Key, acked)
 			f.assertKeys(cur.Key, f.k1)
 		})
 	}
@@ -331,4 +314,27 @@ func TestClusterPeerDownDuringGraceStopsTheRotation(t *testing.T) {
 		t.Fatalf("rerun with every peer up exited %d:\n%s", code, out)
 	}
 	f.assertKeys(f.current().Key, f.k1)
+}
+
+// assertPointsEverywhere checks that every node returns every point of ids, read with key.
+func (f *fixture) assertPointsEverywhere(key rotation.Key, ids []int) {
+	f.t.Helper()
+	body, _ := json.Marshal(ids)
+	for _, name := range f.names {
+		var got struct {
+			Result []json.RawMessage `json:"result"`
+		}
+		req, _ := http.NewRequest(http.MethodPost, f.url(name)+"/collections/c/points", strings.NewReader(`{"ids":`+string(body)+`}`))
+		req.Header.Set("api-key", key.Reveal())
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := f.client.Do(req)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&got)
+		resp.Body.Close()
+		if len(got.Result) != len(ids) {
+			f.t.Errorf("%s returns %d of the %d acknowledged points", name, len(got.Result), len(ids))
+		}
+	}
 }

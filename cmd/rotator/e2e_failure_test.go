@@ -130,25 +130,7 @@ func TestCrashAtEveryPhaseBoundary(t *testing.T) {
 	}
 	p := f.startProber()
 	defer p.Stop()
-	exe := func(env ...string) (int, string) {
-		cmd := exec.Command(bin, "rotate", "--config", f.config)
-		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-		out, err := cmd.CombinedOutput()
-		f.mu.Lock()
-		f.outputs.Write(out)
-		f.mu.Unlock()
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-				return -int(ws.Signal()), string(out)
-			}
-			return ee.ExitCode(), string(out)
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return 0, string(out)
-	}
+	exe := func(env ...string) (int, string) { return f.runRotatorProcess(bin, env...) }
 	version := 1
 	for _, point := range points {
 		code, out := exe(crashHookEnv + "=" + point)
@@ -185,4 +167,27 @@ func TestCrashAtEveryPhaseBoundary(t *testing.T) {
 		t.Errorf("Vault's current key was refused %d times: %v", res.Rejected, res.Rejections)
 	}
 	f.assertNoLeak(f.current().Key)
+}
+
+// runRotatorProcess runs the rotator binary with the fixture's config and extra environment; a process killed by
+// a signal returns minus the signal's number.
+func (f *fixture) runRotatorProcess(bin string, env ...string) (int, string) {
+	f.t.Helper()
+	cmd := exec.Command(bin, "rotate", "--config", f.config)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	out, err := cmd.CombinedOutput()
+	f.mu.Lock()
+	f.outputs.Write(out)
+	f.mu.Unlock()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return -int(ws.Signal()), string(out)
+		}
+		return ee.ExitCode(), string(out)
+	}
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	return 0, string(out)
 }

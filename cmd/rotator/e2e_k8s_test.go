@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -486,29 +485,6 @@ func (kf *kubeFixture) rolloutStatus() {
 	}
 }
 
-// runRotatorProcess runs the rotator binary with the fixture's config and extra environment; a process killed by
-// a signal returns minus the signal's number.
-func (f *fixture) runRotatorProcess(bin string, env ...string) (int, string) {
-	f.t.Helper()
-	cmd := exec.Command(bin, "rotate", "--config", f.config)
-	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	out, err := cmd.CombinedOutput()
-	f.mu.Lock()
-	f.outputs.Write(out)
-	f.mu.Unlock()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-			return -int(ws.Signal()), string(out)
-		}
-		return ee.ExitCode(), string(out)
-	}
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	return 0, string(out)
-}
-
 // TestKubernetesFaults breaks a rotation of a StatefulSet the ways an operator's cluster would:
 //   - the rotator is killed (SIGKILL) right before it evicts a pod, in staging and again in promotion; a rerun
 //     finishes the rotation, no client call is ever refused, and the StatefulSet is untouched;
@@ -815,24 +791,7 @@ func TestKubernetesClusterRotation(t *testing.T) {
 	}
 	cur := kf.current()
 	kf.waitActive(cur.Key, time.Minute)
-	ids, _ := json.Marshal(acked)
-	for _, name := range kf.names {
-		var got struct {
-			Result []json.RawMessage `json:"result"`
-		}
-		req, _ := http.NewRequest(http.MethodPost, kf.url(name)+"/collections/c/points", strings.NewReader(`{"ids":`+string(ids)+`}`))
-		req.Header.Set("api-key", cur.Key.Reveal())
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := kf.client.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&got)
-		resp.Body.Close()
-		if len(got.Result) != len(acked) {
-			t.Errorf("%s returns %d of the %d acknowledged points", name, len(got.Result), len(acked))
-		}
-	}
+	kf.assertPointsEverywhere(cur.Key, acked)
 	kf.assertKeys(cur.Key, kf.k1)
 	kf.assertNoLeak(cur.Key)
 }
