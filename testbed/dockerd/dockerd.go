@@ -8,7 +8,6 @@
 package dockerd
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -24,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/qdrantrotator/rotator/testbed/dockerbed"
 	"github.com/qdrantrotator/rotator/testbed/pki"
 	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 	"github.com/qdrantrotator/rotator/testbed/wait"
@@ -170,24 +170,8 @@ func (d *Daemon) waitAnswering(ctx context.Context) error {
 
 // LoadImage copies an image of the main engine (the DOCKER_* environment) into this one.
 func (d *Daemon) LoadImage(ctx context.Context, ref string) error {
-	save := exec.CommandContext(ctx, "docker", "save", ref)
-	load := exec.CommandContext(ctx, "docker", "-H", d.Host, "load", "-q")
-	pipe, err := save.StdoutPipe()
-	if err != nil {
+	if err := dockerbed.SaveInto(ctx, ref, exec.CommandContext(ctx, "docker", "-H", d.Host, "load", "-q")); err != nil {
 		return fmt.Errorf("load image %s: %w", ref, err)
-	}
-	var saveErr, loadOut bytes.Buffer
-	save.Stderr = &saveErr
-	load.Stdin, load.Stdout, load.Stderr = pipe, &loadOut, &loadOut
-	if err := save.Start(); err != nil {
-		return fmt.Errorf("load image %s: docker save: %w", ref, err)
-	}
-	lerr := load.Run()
-	if err := save.Wait(); err != nil {
-		return fmt.Errorf("load image %s: docker save: %w: %s", ref, err, saveErr.String())
-	}
-	if lerr != nil {
-		return fmt.Errorf("load image %s: docker load: %w: %s", ref, lerr, loadOut.String())
 	}
 	return nil
 }

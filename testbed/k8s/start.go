@@ -18,8 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/qdrantrotator/rotator/testbed/dockerbed"
 	"github.com/qdrantrotator/rotator/testbed/k8sdns"
-	"github.com/qdrantrotator/rotator/testbed/syncbuf"
 	"github.com/qdrantrotator/rotator/testbed/wait"
 )
 
@@ -192,25 +192,10 @@ func (c *Cluster) containerdSocket() string { return c.path("containerd", "conta
 // ImportImage copies an image of the Docker Engine (the DOCKER_* environment) into the cluster's containerd, where
 // an image "foo:tag" is docker.io/library/foo:tag (pods name it "foo:tag" with imagePullPolicy: Never).
 func (c *Cluster) ImportImage(ctx context.Context, image string) error {
-	save := exec.CommandContext(ctx, "docker", "save", image)
 	load := exec.CommandContext(ctx, "ctr", "--address", c.containerdSocket(), "--namespace", "k8s.io",
 		"images", "import", "--snapshotter", "native", "-")
-	pipe, err := save.StdoutPipe()
-	if err != nil {
+	if err := dockerbed.SaveInto(ctx, image, load); err != nil {
 		return fmt.Errorf("import image %s: %w", image, err)
-	}
-	var saveErr, loadOut syncbuf.Buffer
-	save.Stderr = &saveErr
-	load.Stdin, load.Stdout, load.Stderr = pipe, &loadOut, &loadOut
-	if err := save.Start(); err != nil {
-		return fmt.Errorf("import image %s: docker save: %w", image, err)
-	}
-	lerr := load.Run()
-	if err := save.Wait(); err != nil {
-		return fmt.Errorf("import image %s: docker save: %w: %s", image, err, saveErr.String())
-	}
-	if lerr != nil {
-		return fmt.Errorf("import image %s: ctr images import: %w: %s", image, lerr, loadOut.String())
 	}
 	return nil
 }
